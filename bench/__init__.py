@@ -1,0 +1,1 @@
+"""distillbench's harness: the CLI, datasets, models, cohort training, results store and reporter."""

@@ -1,0 +1,15 @@
+"""The ``bench`` command tree; each sub-module of ``bench.cli`` adds its commands to ``app``."""
+
+import typer
+
+app = typer.Typer(
+    name="bench",
+    help="distillbench: which distillation loss trains the best student, at what cost?",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+losses_app = typer.Typer(help="The loss registry and the plugin conformance kit.", no_args_is_help=True)
+perf_app = typer.Typer(help="Performance benchmarks (they measure; they never assert timings).", no_args_is_help=True)
+app.add_typer(losses_app, name="losses")
+app.add_typer(perf_app, name="perf")

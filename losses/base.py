@@ -1,0 +1,137 @@
+"""The one contract every distillation loss implements.
+
+A loss is an ``nn.Module`` that
+
+* declares what it reads (``needs``) so the harness computes exactly that and nothing more;
+* is built from the probed shapes of both models (``LossContext``) and owns any trainable parts
+  (connectors, projection heads): they are optimised together with its student;
+* may implement ``prepare`` — a stage before training that sees the teacher, the student and the
+  training data (AB/FT/FSP initialisation, WKD-L's class-cost matrix, ...);
+* returns a scalar, or a dict of named scalar terms that the harness sums and logs one by one.
+
+The harness trains ``ce_weight * CE(student) + weight * loss``; both weights and every
+hyperparameter come from recipe data (``bench/recipes/losses/*.toml``), never from constants here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Callable, ClassVar, Iterable, Mapping
+
+import torch
+from torch import Tensor, nn
+
+from registry import ConfigError, Registry
+
+
+class Need(str, Enum):
+    """What a loss can ask the harness for."""
+
+    LOGITS = "logits"  # class scores, [B, num_classes]
+    FEATURES = "features"  # every stage's feature map, NCHW, from timm's forward_intermediates
+    EMBEDDING = "embedding"  # pooled pre-logits features, [B, D] (timm forward_head(pre_logits=True))
+    LABELS = "labels"  # ground-truth class of each example
+    INDICES = "indices"  # position of each example in the training set (CRD's memory bank)
+
+    @classmethod
+    def parse(cls, needs: Iterable[str]) -> frozenset["Need"]:
+        valid = ", ".join(n.value for n in cls)
+        try:
+            return frozenset(cls(n) for n in needs)
+        except ValueError as exc:
+            raise ConfigError(f"{exc}; a loss may need: {valid}") from None
+
+
+MODEL_NEEDS = frozenset({Need.LOGITS, Need.FEATURES, Need.EMBEDDING})
+
+
+@dataclass
+class Outputs:
+    """One model's forward pass, holding only what some loss asked for."""
+
+    logits: Tensor | None = None
+    features: tuple[Tensor, ...] = ()
+    embedding: Tensor | None = None
+
+
+@dataclass(frozen=True)
+class ModelShapes:
+    """Per-example shapes probed from one model on one input size."""
+
+    features: tuple[tuple[int, int, int], ...]  # (C, H, W) of each stage
+    embedding: int
+    num_classes: int
+
+
+@dataclass(frozen=True)
+class LossContext:
+    """Everything a loss may size itself from."""
+
+    student: ModelShapes
+    teacher: ModelShapes
+    num_train: int  # examples in the training set (memory banks)
+
+
+@dataclass
+class Batch:
+    """Per-step information besides the two models' outputs."""
+
+    labels: Tensor
+    indices: Tensor
+    epoch: int  # 0-based; losses with warm-up (DKD) read it
+    generator: torch.Generator  # this student's randomness for this step (reproducible, resumable)
+
+
+@dataclass
+class Preparation:
+    """What a loss's optional preparation stage can see, before training starts.
+
+    ``batches()`` yields one epoch of ``(images, labels, indices)`` on ``device`` in a fixed order;
+    ``extract(model, images, needs)`` runs a model and returns its ``Outputs``. The teacher is
+    frozen; the student may be trained here (AB/FSP initialisation stages do that).
+    """
+
+    teacher: nn.Module
+    student: nn.Module
+    batches: Callable[[], Iterable[tuple[Tensor, Tensor, Tensor]]]
+    extract: Callable[[nn.Module, Tensor, frozenset[Need]], Outputs]
+    device: torch.device
+    generator: torch.Generator
+    cache_dir: Path  # persistent, keyed by teacher and dataset: reuse work across runs
+    params: Mapping[str, object] = field(default_factory=dict)  # the recipe's training settings
+
+
+class DistillLoss(nn.Module):
+    """Base class of every distillation loss (see the module docstring for the contract)."""
+
+    needs: ClassVar[frozenset[Need]] = frozenset({Need.LOGITS})
+    description: ClassVar[str] = ""
+
+    def __init__(self, ctx: LossContext):
+        super().__init__()
+        self.ctx = ctx
+
+    def prepare(self, prep: Preparation) -> None:
+        """Optional stage before training; the default does nothing."""
+
+    def forward(self, student: Outputs, teacher: Outputs, batch: Batch) -> Tensor | dict[str, Tensor]:
+        raise NotImplementedError
+
+
+def stage_index(shapes: ModelShapes, stage: int) -> int:
+    """Normalise a (possibly negative) stage index, with a clear error when out of range."""
+    count = len(shapes.features)
+    if not -count <= stage < count:
+        raise ConfigError(f"stage {stage} does not exist; the model has stages 0..{count - 1} (or -{count}..-1)")
+    return stage % count
+
+
+def total(terms: Tensor | Mapping[str, Tensor]) -> Tensor:
+    """Sum of a loss's named terms (or the scalar itself)."""
+    return terms if isinstance(terms, Tensor) else sum(terms.values())
+
+
+LOSSES: "Registry[type[DistillLoss]]" = Registry("loss", entry_point_group="distillbench.losses")
+register_loss = LOSSES.register

@@ -1,0 +1,20 @@
+"""No distillation: the plain cross-entropy student every leaderboard is measured against."""
+
+import torch
+from torch import Tensor
+
+from losses.base import Batch, DistillLoss, LossContext, Outputs, register_loss
+
+
+@register_loss("vanilla")
+class Vanilla(DistillLoss):
+    """Cross-entropy only; the harness adds CE, so the distillation term is zero."""
+
+    needs = frozenset()
+    description = "no distillation (cross-entropy baseline)"
+
+    def __init__(self, ctx: LossContext):
+        super().__init__(ctx)
+
+    def forward(self, student: Outputs, teacher: Outputs, batch: Batch) -> Tensor:
+        return torch.zeros((), device=batch.labels.device)
