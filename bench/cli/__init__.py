@@ -6,21 +6,26 @@ code 2 — no traceback, and nothing written, because commands validate before t
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import sys
 
 import typer
 
-from bench.cli.app import app
+from bench.cli.app import app, invocation
 from registry import ConfigError
 
-# Importing a command module registers its commands on ``app``.
-from bench.cli import losses as _losses  # noqa: E402,F401
+# Every module of this package adds its commands to ``app`` when imported.
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 USAGE_ERROR = 2
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code (also used by the tests, in-process)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    invocation[:] = ["bench", *argv]
     try:
         result = app(args=argv, prog_name="bench", standalone_mode=False)
     except ConfigError as exc:

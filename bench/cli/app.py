@@ -13,3 +13,5 @@ losses_app = typer.Typer(help="The loss registry and the plugin conformance kit.
 perf_app = typer.Typer(help="Performance benchmarks (they measure; they never assert timings).", no_args_is_help=True)
 app.add_typer(losses_app, name="losses")
 app.add_typer(perf_app, name="perf")
+
+invocation = ["bench"]  # the command line being run, recorded with every result (set by ``main``)

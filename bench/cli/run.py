@@ -1,0 +1,73 @@
+"""``bench run``: train a cohort of students, one per loss, and append their results."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from bench.cli.app import app, invocation
+from bench.cohort import Acceleration
+from bench.environment import resolve_device
+from bench.runner import RunRequest, execute, plan_run
+from registry import ConfigError
+
+CACHE_ENV = "DISTILLBENCH_CACHE_DIR"
+DEFAULT_CACHE = Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "distillbench"))
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    try:
+        seeds = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(f"--seeds expects comma-separated integers such as 0,1,2; got '{text}'") from None
+    if len(set(seeds)) != len(seeds) or not seeds:
+        raise ConfigError(f"--seeds expects distinct integers such as 0,1,2; got '{text}'")
+    return seeds
+
+
+@app.command()
+def run(
+    losses: Annotated[str, typer.Option(help="Comma-separated loss names (see 'bench losses list').")] = "vanilla,kd,fitnet",
+    dataset: Annotated[str, typer.Option(help="Dataset name (see 'bench datasets list').")] = "fashion-mnist",
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds; one run per loss and seed.")] = "0",
+    pair: Annotated[Optional[str], typer.Option(help="Named teacher-student pair (see 'bench pairs list').")] = None,
+    teacher: Annotated[Optional[str], typer.Option(help="Teacher timm model name.")] = None,
+    student: Annotated[Optional[str], typer.Option(help="Student timm model name.")] = None,
+    protocol: Annotated[str, typer.Option(help="Recipe protocol, e.g. 'standard' or 'fast'.")] = "standard",
+    epochs: Annotated[Optional[int], typer.Option(help="Override the recipe's epochs (milestones scale along).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Override the recipe's batch size.")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Override the recipe's learning rate.")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Loss setting LOSS.KEY=VALUE (hyperparameter, weight, ce_weight); repeatable.")] = None,
+    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda, cuda:N.")] = "auto",
+    results_dir: Annotated[Path, typer.Option(help="Where runs.csv and the leaderboard go.")] = Path("results"),
+    data_dir: Annotated[Optional[Path], typer.Option(help="Where the dataset's files are.")] = None,
+    download: Annotated[bool, typer.Option(help="Download the dataset with torchvision when missing.")] = False,
+    train_split: Annotated[Optional[str], typer.Option(help="Training split, e.g. 'train+extra' for SVHN.")] = None,
+    cache_dir: Annotated[Path, typer.Option(help=f"Teachers and checkpoints (env {CACHE_ENV}).")] = DEFAULT_CACHE,
+    teacher_checkpoint: Annotated[Optional[Path], typer.Option(help="Use this teacher state_dict instead of training one.")] = None,
+    sequential: Annotated[bool, typer.Option(help="Train students one after another instead of as a cohort.")] = False,
+    amp: Annotated[Optional[bool], typer.Option(help="bf16 autocast of the models [default: on for CUDA].")] = None,
+    channels_last: Annotated[Optional[bool], typer.Option(help="channels_last memory format [default: on for CUDA].")] = None,
+    workers: Annotated[int, typer.Option(help="DataLoader workers (datasets that are not held in memory).")] = 4,
+    quiet: Annotated[bool, typer.Option(help="No progress output.")] = False,
+) -> None:
+    """Train one student per loss as a cohort, append one row per run to the results, update the leaderboard."""
+    on_gpu = resolve_device(device).type == "cuda"
+    request = RunRequest(
+        dataset=dataset, losses=losses, seeds=parse_seeds(seeds), pair=pair, teacher=teacher, student=student,
+        protocol=protocol, epochs=epochs, batch_size=batch_size, lr=lr, overrides=tuple(set_ or ()), device=device,
+        results_dir=results_dir, data_dir=data_dir, download=download, train_split=train_split, cache_dir=cache_dir,
+        teacher_checkpoint=teacher_checkpoint, sequential=sequential,
+        accel=Acceleration(amp=on_gpu if amp is None else amp, channels_last=on_gpu if channels_last is None else channels_last),
+        workers=workers, quiet=quiet, command=shlex.join(invocation),
+    )
+    store = execute(plan_run(request))
+    from bench.report import build_report
+
+    written = build_report(results_dir, datasets=[dataset], console=None if not quiet else False)
+    leaderboard = next((p for p in written if p.name == "leaderboard.csv"), store.runs_csv)
+    typer.echo(f"leaderboard: {leaderboard}")

@@ -1,0 +1,211 @@
+"""Cohort training: one data stream and ONE teacher forward per batch shared by every student.
+
+Each student of a cohort owns its network, its loss (with the loss's trainable parts) and its
+optimizer. Students never share randomness: a student's per-step generator is seeded from
+(seed, loss, epoch, step), so training a student alone (``sequential``) gives exactly the same
+numbers as training it in a cohort, and a resumed student the same numbers as an uninterrupted one.
+
+A batch's path, top to bottom: stream -> teacher.extract (no grad, only what some loss needs) ->
+for each student: student.extract -> loss terms -> ce_weight * CE + weight * sum(terms) ->
+backward -> optimizer step -> device-side running sums (read once per epoch).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from bench.config import TrainSettings
+from bench.data.stream import LoaderStream, ResidentStream
+from bench.models import Network
+from bench.progress import Reporter
+from bench.seeding import generator
+from bench.timing import SectionTimer
+from losses.base import MODEL_NEEDS, Batch, DistillLoss, Need, Outputs
+
+
+@dataclass(frozen=True)
+class Acceleration:
+    """Speed settings; none of them changes what is computed, only how fast (AMP: within bf16 precision)."""
+
+    amp: bool = False  # bf16 autocast of the models (OT math stays fp32 inside the losses)
+    channels_last: bool = False
+
+
+@dataclass
+class Student:
+    """One member of a cohort and everything needed to resume it."""
+
+    name: str  # the loss name: part of every random stream of this student
+    seed: int
+    epochs: int
+    network: Network
+    loss: DistillLoss
+    weight: float
+    ce_weight: float
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    history: list[dict] = field(default_factory=list)  # one entry per finished epoch
+    diverged: bool = False
+
+    def __post_init__(self):
+        self._start_epoch_sums()
+
+    @property
+    def epochs_done(self) -> int:
+        return len(self.history)
+
+    @property
+    def done(self) -> bool:
+        return self.diverged or self.epochs_done >= self.epochs
+
+    def _start_epoch_sums(self) -> None:
+        device = next(self.network.parameters()).device
+        self.sums: dict[str, Tensor] = {}
+        self.nonfinite = torch.zeros((), dtype=torch.bool, device=device)
+        self.timer = SectionTimer(device)
+
+    def train_step(self, images: Tensor, labels: Tensor, indices: Tensor, teacher: Outputs, epoch: int,
+                   step: int, accel: Acceleration) -> None:
+        needs = self.loss.needs
+        batch = Batch(labels, indices, epoch, generator(images.device, self.seed, "step", self.name, epoch, step))
+        with self.timer.section("step"):
+            with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=accel.amp):
+                own = self.network.extract(images, needs)
+                ce = F.cross_entropy(own.logits.float(), labels)
+                with self.timer.section("loss"):
+                    terms = self.loss(visible(own, needs), visible(teacher, needs), batch)
+            terms = terms if isinstance(terms, dict) else {"loss": terms}
+            objective = self.ce_weight * ce + self.weight * sum(t.float() for t in terms.values())
+            self.optimizer.zero_grad(set_to_none=True)
+            objective.backward()
+            self.optimizer.step()
+        self._accumulate({"ce": ce, **terms, "objective": objective})
+
+    def _accumulate(self, terms: dict[str, Tensor]) -> None:
+        for key, value in terms.items():
+            value = value.detach().float()
+            self.sums[key] = self.sums[key] + value if key in self.sums else value
+        self.nonfinite |= ~torch.isfinite(terms["objective"].detach())
+
+    def finish_epoch(self, top1: float, top5: float, steps: int, wall_s: float) -> dict:
+        """Record the epoch (one host sync), step the schedule, detect divergence."""
+        self.diverged = bool(self.nonfinite)
+        record = {
+            "top1": math.nan if self.diverged else top1,
+            "top5": math.nan if self.diverged else top5,
+            "train": {k: float(v) / max(steps, 1) for k, v in self.sums.items()},
+            "step_s": self.timer.totals_ms().get("step", 0.0) / 1000,  # this student's own work
+            "wall_s": wall_s,  # the whole cohort's epoch, shared by its students
+            "loss_ms": self.timer.mean_ms("loss"),
+        }
+        self.history.append(record)
+        self.scheduler.step()
+        self._start_epoch_sums()
+        return record
+
+    def state_dict(self) -> dict:
+        return {
+            "network": self.network.state_dict(), "loss": self.loss.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "history": self.history, "diverged": self.diverged,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.network.load_state_dict(state["network"])
+        self.loss.load_state_dict(state["loss"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.history, self.diverged = list(state["history"]), bool(state["diverged"])
+
+
+def visible(outputs: Outputs, needs: frozenset[Need]) -> Outputs:
+    """Only what a loss declared: a loss that reads something it did not ask for fails loudly."""
+    return Outputs(
+        logits=outputs.logits if Need.LOGITS in needs else None,
+        features=outputs.features if Need.FEATURES in needs else (),
+        embedding=outputs.embedding if Need.EMBEDDING in needs else None,
+    )
+
+
+@torch.no_grad()
+def teacher_outputs(teacher: Network | None, images: Tensor, needs: frozenset[Need], accel: Acceleration) -> Outputs:
+    if teacher is None or not needs:
+        return Outputs()
+    with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=accel.amp):
+        return teacher.extract(images, needs)
+
+
+@torch.no_grad()
+def evaluate(networks: Sequence[Network], stream: ResidentStream | LoaderStream, accel: Acceleration) -> list[tuple[float, float]]:
+    """Top-1 / top-5 accuracy (%) of each network on one pass over ``stream``, counted on the device."""
+    for network in networks:
+        network.eval()
+    device = next(networks[0].parameters()).device
+    correct = torch.zeros(len(networks), 2, device=device)
+    total = 0
+    for images, labels, _ in stream.epoch(0):
+        total += labels.shape[0]
+        for i, network in enumerate(networks):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=accel.amp):
+                logits = network(images)
+            top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
+            hits = top5 == labels[:, None]
+            correct[i, 0] += hits[:, 0].sum()
+            correct[i, 1] += hits.any(dim=1).sum()
+    return [(float(a), float(b)) for a, b in (correct * 100 / total).tolist()]
+
+
+def train_cohort(students: Sequence[Student], teacher: Network | None, train: ResidentStream | LoaderStream,
+                 test: ResidentStream | LoaderStream, reporter: Reporter, accel: Acceleration,
+                 on_epoch_end: Callable[[Student], None] = lambda student: None) -> None:
+    """Train every unfinished student to its last epoch; students resumed at different epochs join in turn."""
+    pending = [s for s in students if not s.done]
+    if not pending:
+        return
+    if teacher is not None:
+        teacher.eval()
+    last = max(s.epochs for s in pending)
+    for epoch in range(min(s.epochs_done for s in pending), last):
+        active = [s for s in pending if not s.done and s.epochs_done == epoch]
+        if not active:
+            continue
+        teacher_needs = frozenset().union(*(s.loss.needs & MODEL_NEEDS for s in active))
+        for student in active:
+            student.network.train()
+            student.loss.train()
+        started = time.perf_counter()
+        with reporter.epoch(f"epoch {epoch + 1}/{last} · {', '.join(s.name for s in active)}", len(train)) as bar:
+            for step, (images, labels, indices) in enumerate(train.epoch(epoch)):
+                if accel.channels_last:
+                    images = images.contiguous(memory_format=torch.channels_last)
+                shared = teacher_outputs(teacher, images, teacher_needs, accel)
+                for student in active:
+                    student.train_step(images, labels, indices, shared, epoch, step, accel)
+                bar.advance()
+        scores = evaluate([s.network for s in active], test, accel)
+        wall_s = time.perf_counter() - started
+        summary = []
+        for student, (top1, top5) in zip(active, scores):
+            record = student.finish_epoch(top1, top5, len(train), wall_s)
+            on_epoch_end(student)
+            score = "diverged" if student.diverged else f"{record['top1']:.2f}"
+            summary.append(f"{student.name} {score}")
+        reporter.info(f"epoch {epoch + 1}/{last}  top-1: " + "  ".join(summary))
+
+
+def new_student(name: str, seed: int, network: Network, loss: DistillLoss, settings: TrainSettings,
+                weight: float, ce_weight: float) -> Student:
+    """A student with the recipe's SGD + step schedule over its network and its loss's parameters."""
+    params = [*network.parameters(), *loss.parameters()]
+    fused = {"fused": True} if params[0].device.type == "cuda" else {}
+    optimizer = torch.optim.SGD(params, lr=settings.lr, momentum=settings.momentum, nesterov=settings.nesterov,
+                                weight_decay=settings.weight_decay, **fused)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(settings.milestones), settings.gamma)
+    return Student(name, seed, settings.epochs, network, loss, weight, ce_weight, optimizer, scheduler)

@@ -1,0 +1,232 @@
+"""Recipes (data) -> resolved, validated, hashable run settings.
+
+Recipe files live in ``bench/recipes``: ``datasets/<name>.toml`` (schedule, per-student and
+per-loss overrides, named protocols), ``losses/*.toml`` (each loss's weight, CE weight and
+hyperparameters with their source) and ``pairs.toml`` (named teacher -> student pairs). Command-line
+values override recipes. Everything that can change a number ends up in a ``RunSpec``, whose
+content hash names the run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import inspect
+import json
+import tomllib
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping
+
+from losses import LOSSES
+from registry import ConfigError
+
+RECIPES = Path(str(resources.files("bench") / "recipes"))
+STANDARD_PROTOCOL = "standard"
+
+
+def load_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"invalid recipe file {path}: {exc}") from None
+
+
+@cache
+def loss_recipes() -> dict[str, dict[str, Any]]:
+    """Every loss table of ``recipes/losses/*.toml``; a loss defined twice is an error."""
+    merged: dict[str, dict[str, Any]] = {}
+    for path in sorted((RECIPES / "losses").glob("*.toml")):
+        for name, table in load_toml(path).items():
+            if name in merged:
+                raise ConfigError(f"loss '{name}' has two recipes (second one in {path.name})")
+            merged[name] = table
+    return merged
+
+
+@cache
+def pair_catalog() -> dict[str, dict[str, Any]]:
+    return load_toml(RECIPES / "pairs.toml")
+
+
+def dataset_recipe(dataset: str) -> dict[str, Any]:
+    path = RECIPES / "datasets" / f"{dataset}.toml"
+    if not path.is_file():
+        known = sorted(p.stem for p in (RECIPES / "datasets").glob("*.toml"))
+        raise ConfigError(f"no recipe for dataset '{dataset}'; recipes exist for: {', '.join(known)}")
+    return load_toml(path)
+
+
+# -- pairs -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Pair:
+    name: str
+    teacher: str
+    student: str
+    teacher_weights: str | None = None  # pretrained timm weights instead of training the teacher
+
+
+def resolve_pair(pair: str | None, teacher: str | None, student: str | None, recipe: Mapping[str, Any]) -> Pair:
+    """``--pair`` from the catalog, or ``--teacher``/``--student`` (each defaulting to the recipe's pair)."""
+    catalog = pair_catalog()
+    if pair is not None and (teacher or student):
+        raise ConfigError("give either --pair or --teacher/--student, not both")
+    name = pair or recipe["default_pair"]
+    if name not in catalog:
+        raise ConfigError(f"unknown pair '{name}'; expected one of: {', '.join(sorted(catalog))}")
+    default_teacher, default_student = name.split("-")
+    entry = catalog[name]
+    if pair is None and (teacher or student):
+        teacher, student = teacher or default_teacher, student or default_student
+        if teacher != default_teacher:  # another teacher: the catalog's pretrained weights do not apply
+            entry = catalog.get(f"{teacher}-{student}", {})
+        return Pair(f"{teacher}-{student}", teacher, student, entry.get("teacher_weights"))
+    return Pair(name, default_teacher, default_student, entry.get("teacher_weights"))
+
+
+# -- training schedule -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TrainSettings:
+    epochs: int
+    batch_size: int
+    lr: float
+    momentum: float
+    weight_decay: float
+    milestones: tuple[int, ...]
+    gamma: float
+    nesterov: bool = False
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be positive, got {self.lr}")
+
+
+def resolve_train(recipe: Mapping[str, Any], protocol: str, student: str | None,
+                  overrides: Mapping[str, Any]) -> TrainSettings:
+    """``[train]`` <- ``[protocols.<protocol>]`` <- ``[students.<student>]`` (or ``[teacher]``) <- CLI.
+
+    When the CLI changes ``epochs`` without giving milestones, the recipe's milestones are scaled
+    to the new length, so a short run keeps the schedule's shape.
+    """
+    protocols = recipe.get("protocols", {})
+    if protocol != STANDARD_PROTOCOL and protocol not in protocols:
+        raise ConfigError(f"unknown protocol '{protocol}'; expected one of: "
+                          f"{', '.join([STANDARD_PROTOCOL, *sorted(protocols)])}")
+    settings = {**recipe["train"], **protocols.get(protocol, {})}
+    settings.update(recipe.get("teacher", {}) if student is None else recipe.get("students", {}).get(student, {}))
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if "epochs" in given and "milestones" not in given:
+        scale = given["epochs"] / settings["epochs"]
+        given["milestones"] = sorted({round(m * scale) for m in settings["milestones"]} - {0})
+    settings.update(given)
+    fields = {f.name for f in dataclasses.fields(TrainSettings)}
+    unknown = set(settings) - fields
+    if unknown:
+        raise ConfigError(f"unknown training setting(s) {', '.join(sorted(unknown))}; expected: {', '.join(sorted(fields))}")
+    settings["milestones"] = tuple(settings["milestones"])
+    return TrainSettings(**settings)
+
+
+# -- losses ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LossSpec:
+    name: str
+    provider: str
+    provider_version: str
+    weight: float
+    ce_weight: float
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+def hyperparameters(cls: type) -> dict[str, inspect.Parameter]:
+    """The keyword-only constructor arguments of a loss class: its hyperparameters."""
+    signature = inspect.signature(cls.__init__)
+    return {n: p for n, p in signature.parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+def resolve_loss(name: str, recipe: Mapping[str, Any], overrides: Mapping[str, Any]) -> LossSpec:
+    """Loss recipe <- dataset recipe ``[losses.<name>]`` <- CLI ``--set name.key=value``.
+
+    Keys ``weight`` and ``ce_weight`` set the loss weights; every other key is a hyperparameter,
+    checked against the loss's constructor. A plugin loss without a recipe uses its own defaults
+    and weights 1.0 / 1.0.
+    """
+    entry = LOSSES.entry(name)
+    cls = entry.load()
+    merged: dict[str, Any] = {"weight": 1.0, "ce_weight": 1.0}
+    for layer in (loss_recipes().get(entry.name, {}), recipe.get("losses", {}).get(entry.name, {})):
+        merged.update({k: v for k, v in layer.items() if k not in ("params", "source")})
+        merged.update(layer.get("params", {}))
+    merged.update(overrides)
+    weight, ce_weight = float(merged.pop("weight")), float(merged.pop("ce_weight"))
+    accepted = hyperparameters(cls)
+    unknown = set(merged) - set(accepted)
+    if unknown:
+        raise ConfigError(f"loss '{entry.name}' has no hyperparameter {', '.join(sorted(unknown))}; "
+                          f"expected: {', '.join(['weight', 'ce_weight', *accepted]) }")
+    missing = [n for n, p in accepted.items() if n not in merged and p.default is inspect.Parameter.empty]
+    if missing:
+        raise ConfigError(f"loss '{entry.name}' needs {', '.join(missing)}; set it with "
+                          f"--set {entry.name}.{missing[0]}=VALUE")
+    params = {n: merged.get(n, p.default) for n, p in accepted.items()}
+    return LossSpec(entry.name, entry.provider, entry.version, weight, ce_weight, params)
+
+
+def parse_overrides(assignments: list[str], losses: list[str]) -> dict[str, dict[str, Any]]:
+    """``["kd.T=2", "crd.weight=0.5"]`` -> ``{"kd": {"T": 2}, ...}``; values are read as TOML."""
+    parsed: dict[str, dict[str, Any]] = {}
+    for text in assignments:
+        target, sep, value = text.partition("=")
+        loss, dot, key = target.partition(".")
+        if not (sep and dot and key):
+            raise ConfigError(f"--set expects LOSS.KEY=VALUE, got '{text}'")
+        loss = LOSSES.canonical(loss)
+        if loss not in losses:
+            raise ConfigError(f"--set names loss '{loss}', which is not in --losses ({', '.join(losses)})")
+        try:
+            parsed.setdefault(loss, {})[key] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            parsed.setdefault(loss, {})[key] = value  # a bare word is a string
+    return parsed
+
+
+# -- the whole run -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunSpec:
+    """One (dataset, pair, loss, seed) run: everything that can change its numbers."""
+
+    dataset: str
+    train_split: str | None
+    pair: Pair
+    teacher_source: str  # "trained:<hash>", "pretrained:<weights>" or "checkpoint:<sha256>"
+    loss: LossSpec
+    seed: int
+    protocol: str
+    train: TrainSettings
+    student_stem: str
+
+    def as_dict(self, with_seed: bool = True) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["loss"].pop("provider_version")  # recorded with the result; a version bump keeps the hash
+        if not with_seed:
+            data.pop("seed")
+        return data
+
+    @property
+    def run_id(self) -> str:
+        return content_hash(self.as_dict())
+
+    @property
+    def recipe_hash(self) -> str:
+        return content_hash(self.as_dict(with_seed=False))
+
+
+def content_hash(data: Any) -> str:
+    """Short stable hash of JSON-able data (keys sorted)."""
+    text = json.dumps(data, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -1,0 +1,108 @@
+"""One epoch of batches ``(images, labels, indices)`` on the training device.
+
+The order of examples is a pure function of (seed, epoch), so every student of a comparison and
+every resumed run sees the same batches. In-memory splits stay on the device as uint8 and are
+augmented there (``ResidentStream``); other splits go through a ``DataLoader`` (``LoaderStream``).
+Images come out as uint8 or as floats in [0, 1]; models normalise them (``bench.models``).
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from bench.data.augment import augment
+from bench.data.base import DatasetInfo, ImageTensors, Split
+from bench.seeding import derive_seed, generator
+
+BatchTriple = tuple[Tensor, Tensor, Tensor]
+
+
+def epoch_order(num_examples: int, seed: int, epoch: int) -> Tensor:
+    """The shuffled order of one training epoch (on the CPU, identical on every machine)."""
+    return torch.randperm(num_examples, generator=generator("cpu", seed, "order", epoch))
+
+
+class ResidentStream:
+    """Batches of an in-memory split held on ``device``, augmented with batched tensor ops."""
+
+    def __init__(self, split: ImageTensors, info: DatasetInfo, batch_size: int, device: torch.device,
+                 *, train: bool, seed: int):
+        self.images = split.images.to(device)
+        self.labels = split.labels.to(device)
+        self.info, self.batch_size, self.device = info, batch_size, device
+        self.train, self.seed = train, seed
+
+    @property
+    def num_examples(self) -> int:
+        return self.images.shape[0]
+
+    def __len__(self) -> int:
+        n, b = self.num_examples, self.batch_size
+        return n // b if self.train else -(-n // b)  # train drops the ragged last batch
+
+    def epoch(self, epoch: int) -> Iterator[BatchTriple]:
+        if self.train:
+            order = epoch_order(self.num_examples, self.seed, epoch).to(self.device)
+            gen = generator(self.device, self.seed, "augment", epoch)
+        else:
+            order = torch.arange(self.num_examples, device=self.device)
+        for step in range(len(self)):
+            idx = order[step * self.batch_size:(step + 1) * self.batch_size]
+            images = self.images[idx]
+            if self.train:
+                images = augment(images, self.info, gen)
+            yield images, self.labels[idx], idx
+
+
+class _Indexed(Dataset):
+    """A dataset whose items also carry their index (CRD's memory bank needs it)."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        image, label = self.dataset[index]
+        return image, label, index
+
+
+class LoaderStream:
+    """Batches of a ``Dataset`` through worker processes; the dataset's transform augments."""
+
+    def __init__(self, split: Dataset, batch_size: int, device: torch.device, *, train: bool, seed: int,
+                 workers: int):
+        self.split, self.batch_size, self.device = split, batch_size, device
+        self.train, self.seed, self.workers = train, seed, workers
+
+    @property
+    def num_examples(self) -> int:
+        return len(self.split)
+
+    def __len__(self) -> int:
+        n, b = self.num_examples, self.batch_size
+        return n // b if self.train else -(-n // b)
+
+    def epoch(self, epoch: int) -> Iterator[BatchTriple]:
+        order = epoch_order(self.num_examples, self.seed, epoch) if self.train else range(self.num_examples)
+        loader = DataLoader(
+            _Indexed(self.split), batch_size=self.batch_size, sampler=list(order), drop_last=self.train,
+            num_workers=self.workers, pin_memory=self.device.type == "cuda", persistent_workers=False,
+            generator=torch.Generator().manual_seed(derive_seed(self.seed, "augment", epoch)),
+        )
+        for images, labels, idx in loader:
+            yield (images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True),
+                   idx.to(self.device, non_blocking=True))
+
+
+def make_stream(split: Split, info: DatasetInfo, batch_size: int, device: torch.device, *, train: bool,
+                seed: int, workers: int = 0) -> ResidentStream | LoaderStream:
+    """The fast resident path for in-memory splits, the DataLoader path for everything else."""
+    if isinstance(split, ImageTensors):
+        return ResidentStream(split, info, batch_size, device, train=train, seed=seed)
+    return LoaderStream(split, batch_size, device, train=train, seed=seed, workers=workers)

@@ -1,0 +1,1 @@
+"""Performance benchmarks: they measure and write CSV + plots under results/perf/; they never assert timings."""

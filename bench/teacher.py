@@ -1,0 +1,111 @@
+"""The teacher of a run: pretrained weights, a user's checkpoint, or trained once and cached.
+
+A trained teacher is cached under ``<cache>/teachers/<hash>.pt`` where the hash covers everything
+that determines it (dataset, split, model, schedule, seed), so every loss, every later run and
+every seed-matched comparison reuses the same teacher. Training it is resumable like any student.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from bench import checkpoint
+from bench.cohort import Acceleration, evaluate, new_student, train_cohort
+from bench.config import Pair, TrainSettings, content_hash
+from bench.data.base import LoadedDataset
+from bench.data.stream import make_stream
+from bench.models import Network, create_network, probe_shapes
+from bench.progress import Reporter
+from bench.seeding import derive_seed
+from losses.base import LossContext
+from losses.vanilla import Vanilla
+from registry import ConfigError
+
+
+@dataclass(frozen=True)
+class TeacherPlan:
+    """What the teacher will be, decided (and hashed) before any work starts."""
+
+    model: str
+    source: str  # "trained:<recipe hash>" (the seed is the run's), "pretrained:<timm weights>" or "checkpoint:<sha256 prefix>"
+    checkpoint: Path | None = None
+    settings: TrainSettings | None = None
+
+
+def plan_teacher(pair: Pair, dataset: str, train_split: str | None, settings: TrainSettings,
+                 checkpoint_file: Path | None) -> TeacherPlan:
+    if checkpoint_file is not None:
+        if not checkpoint_file.is_file():
+            raise ConfigError(f"teacher checkpoint {checkpoint_file} does not exist")
+        digest = hashlib.sha256(checkpoint_file.read_bytes()).hexdigest()[:16]
+        return TeacherPlan(pair.teacher, f"checkpoint:{digest}", checkpoint=checkpoint_file)
+    if pair.teacher_weights:
+        return TeacherPlan(pair.teacher, f"pretrained:{pair.teacher_weights}")
+    recipe = content_hash({"dataset": dataset, "train_split": train_split, "model": pair.teacher, "train": settings})
+    return TeacherPlan(pair.teacher, f"trained:{recipe}", settings=settings)
+
+
+@dataclass
+class Teacher:
+    network: Network
+    top1: float
+    top5: float
+
+
+def load_body_weights(network: Network, state: dict) -> None:
+    """Accept a checkpoint of the ``Network`` or of the bare timm model."""
+    state = {k.removeprefix("body."): v for k, v in state.items()}
+    try:
+        network.body.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ConfigError(f"teacher checkpoint does not fit {type(network.body).__name__}: {str(exc).splitlines()[0]}") from None
+
+
+def obtain_teacher(plan: TeacherPlan, data: LoadedDataset, seed: int, device: torch.device, cache_dir: Path,
+                   reporter: Reporter, accel: Acceleration, workers: int = 0) -> Teacher:
+    kind, _, key = plan.source.partition(":")
+    test = make_stream(data.test, data.info, 256, device, train=False, seed=seed, workers=workers)
+    if kind == "trained":
+        key = content_hash({"recipe": key, "seed": seed})
+        return _trained_teacher(plan, key, data, seed, device, cache_dir, reporter, accel, workers)
+    network, _ = create_network(key if kind == "pretrained" else plan.model, data.info, pretrained=kind == "pretrained")
+    if kind == "checkpoint":
+        load_body_weights(network, checkpoint.load(plan.checkpoint, torch.device("cpu")))
+    network.to(device).requires_grad_(False)
+    reporter.info(f"evaluating teacher {plan.source}")
+    (top1, top5), = evaluate([network], test, accel)
+    return Teacher(network, top1, top5)
+
+
+def _trained_teacher(plan: TeacherPlan, key: str, data: LoadedDataset, seed: int, device: torch.device,
+                     cache_dir: Path, reporter: Reporter, accel: Acceleration, workers: int) -> Teacher:
+    final = cache_dir / "teachers" / f"{key}.pt"
+    partial = cache_dir / "teachers" / f"{key}.partial.pt"
+    torch.manual_seed(derive_seed(seed, "teacher-init"))
+    network, _ = create_network(plan.model, data.info)
+    network.to(device)
+    if final.is_file():
+        state = checkpoint.load(final, device)
+        network.load_state_dict(state["network"])
+        reporter.info(f"teacher {plan.model}: cached ({state['top1']:.2f}% top-1), {final}")
+        return Teacher(network.requires_grad_(False).eval(), state["top1"], state["top5"])
+    shapes = probe_shapes(network, data.info, device)
+    student = new_student("teacher", seed, network, Vanilla(LossContext(shapes, shapes, len(data.train))).to(device),
+                          plan.settings, weight=0.0, ce_weight=1.0)
+    if partial.is_file():
+        student.load_state_dict(checkpoint.load(partial, device))
+    reporter.info(f"training teacher {plan.model} for {plan.settings.epochs} epochs (cached afterwards)")
+    train = make_stream(data.train, data.info, plan.settings.batch_size, device, train=True, seed=seed, workers=workers)
+    test = make_stream(data.test, data.info, 256, device, train=False, seed=seed, workers=workers)
+    train_cohort([student], None, train, test, reporter, accel, on_epoch_end=lambda s: checkpoint.save(s.state_dict(), partial))
+    if student.diverged:
+        raise ConfigError(f"teacher {plan.model} diverged during training; lower --lr or check the recipe")
+    last = student.history[-1]
+    checkpoint.save({"network": network.state_dict(), "top1": last["top1"], "top5": last["top5"],
+                     "curve": [h["top1"] for h in student.history]}, final)
+    partial.unlink(missing_ok=True)
+    return Teacher(network.requires_grad_(False).eval(), last["top1"], last["top5"])

@@ -1,0 +1,116 @@
+"""VGG with BatchNorm for CIFAR (Simonyan & Zisserman, ICLR 2015, configurations A/B/D/E, plus the
+8-layer "S"), with the fully connected layers replaced by global average pooling and one linear
+classifier, as in the CRD benchmark.
+
+Five groups of 3x3 conv-BN-ReLU layers (64, 128, 256, 512 and 512 channels) with 2x2 max-pooling
+between the first four; at 32x32 there is no pooling between the fourth and fifth group (the
+original ImageNet network pools there), so the last two groups both run at 4x4. Convolutions carry
+a bias, as in the original network.
+
+Intermediates: the first group (``stem``, at full resolution) and each later group's output after
+its last ReLU; groups 2-4 start with their max-pool.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch.nn as nn
+from timm.models import generate_default_cfgs
+
+from bench.zoo._base import CifarNet, build_cifar_model, cifar_cfg, register_model
+
+__all__ = ['CifarVGG']
+
+
+def _conv_group(in_chs: int, widths: tuple[int, ...], pool: bool) -> nn.Sequential:
+    """Optional 2x2 max-pool, then one 3x3 conv-BN-ReLU per entry of ``widths``."""
+    layers: list[nn.Module] = [nn.MaxPool2d(kernel_size=2, stride=2)] if pool else []
+    for width in widths:
+        layers += [nn.Conv2d(in_chs, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+        in_chs = width
+    return nn.Sequential(*layers)
+
+
+class CifarVGG(CifarNet):
+    """VGG-BN for 32x32 inputs.
+
+    Args:
+        cfg: Widths of the convolutions of each of the five groups.
+        num_classes: Classifier outputs (0 for none).
+        in_chans: Input image channels.
+        drop_rate: Dropout before the classifier.
+        global_pool: timm pooling type ('avg', 'max', 'avgmax', 'catavgmax', '').
+    """
+
+    def __init__(
+            self,
+            cfg: tuple[tuple[int, ...], ...],
+            num_classes: int = 100,
+            in_chans: int = 3,
+            drop_rate: float = 0.0,
+            global_pool: str = 'avg',
+    ) -> None:
+        super().__init__(in_chans, drop_rate)
+        self.stem = _conv_group(in_chans, cfg[0], pool=False)
+        self.feature_info = [dict(num_chs=cfg[0][-1], reduction=1, module='stem')]
+
+        stages, in_chs, reduction = [], cfg[0][-1], 1
+        for i, widths in enumerate(cfg[1:]):
+            pool = i < len(cfg) - 2  # no pooling before the last group
+            reduction *= 2 if pool else 1
+            stages.append(_conv_group(in_chs, widths, pool))
+            in_chs = widths[-1]
+            self.feature_info.append(dict(num_chs=in_chs, reduction=reduction, module=f'stages.{i}'))
+        self.stages = nn.Sequential(*stages)
+        self.norm = nn.Identity()
+        self.conv_head = nn.Identity()
+
+        self.num_features = self.head_hidden_size = in_chs
+        self.reset_classifier(num_classes, global_pool)
+        self.init_weights(linear_std=0.01)
+
+
+def _create(variant: str, pretrained: bool = False, **kwargs: Any) -> CifarVGG:
+    return build_cifar_model(CifarVGG, variant, pretrained, len(kwargs['cfg']), **kwargs)
+
+
+default_cfgs = generate_default_cfgs({
+    name: cifar_cfg(pool_size=(4, 4))
+    for name in ('vgg8_cifar', 'vgg11_cifar', 'vgg13_cifar', 'vgg16_cifar', 'vgg19_cifar')
+})
+
+
+@register_model
+def vgg8_cifar(pretrained: bool = False, **kwargs: Any) -> CifarVGG:
+    """VGG-8-BN ("S": one convolution per group)."""
+    model_args = dict(cfg=((64,), (128,), (256,), (512,), (512,)))
+    return _create('vgg8_cifar', pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def vgg11_cifar(pretrained: bool = False, **kwargs: Any) -> CifarVGG:
+    """VGG-11-BN (configuration A)."""
+    model_args = dict(cfg=((64,), (128,), (256, 256), (512, 512), (512, 512)))
+    return _create('vgg11_cifar', pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def vgg13_cifar(pretrained: bool = False, **kwargs: Any) -> CifarVGG:
+    """VGG-13-BN (configuration B)."""
+    model_args = dict(cfg=((64, 64), (128, 128), (256, 256), (512, 512), (512, 512)))
+    return _create('vgg13_cifar', pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def vgg16_cifar(pretrained: bool = False, **kwargs: Any) -> CifarVGG:
+    """VGG-16-BN (configuration D)."""
+    model_args = dict(cfg=((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512)))
+    return _create('vgg16_cifar', pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def vgg19_cifar(pretrained: bool = False, **kwargs: Any) -> CifarVGG:
+    """VGG-19-BN (configuration E)."""
+    model_args = dict(cfg=((64, 64), (128, 128), (256, 256, 256, 256), (512, 512, 512, 512), (512, 512, 512, 512)))
+    return _create('vgg19_cifar', pretrained, **dict(model_args, **kwargs))
