@@ -7,6 +7,7 @@ resume from their last epoch checkpoint; finished runs are skipped.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import time
@@ -135,13 +136,13 @@ def _train_and_record(runs: list[RunSpec], teacher: Teacher, plan: Plan, store: 
     started = time.perf_counter()
 
     def save(student: Student) -> None:
-        run = by_student[id(student)]
-        checkpoint.save(student.state_dict(), _checkpoint_path(request, run))
-        if student.done:
-            store.append(result_row(run, student, teacher, plan, request.command),
-                         {**run.as_dict(), "run_id": run.run_id, "command": request.command})
+        checkpoint.save(student.state_dict(), _checkpoint_path(request, by_student[id(student)]))
 
     train_cohort(students, teacher.network, train, test, reporter, request.accel, on_epoch_end=save)
+    for student in students:  # every student is done here: record each (also one whose row a crash lost)
+        run = by_student[id(student)]
+        store.append(result_row(run, student, teacher, plan, request.command),
+                     {**run.as_dict(), "run_id": run.run_id, "command": request.command})
     reporter.info(f"seed {seed}: {len(students)} student(s) trained in {time.perf_counter() - started:.0f} s")
 
 
@@ -162,10 +163,12 @@ def _build_student(run: RunSpec, teacher: Teacher, plan: Plan) -> Student:
     if path.is_file():
         student.load_state_dict(checkpoint.load(path, device))
         return student
+    stream = make_stream(data.train, data.info, run.train.batch_size, device, train=True,
+                         seed=derive_seed(run.seed, "prepare"), workers=request.workers)
+    epochs = itertools.count()  # each call of batches() is the next epoch: new order, new augmentation
     loss.prepare(Preparation(
         teacher=teacher.network, student=network,
-        batches=lambda: make_stream(data.train, data.info, run.train.batch_size, device, train=True,
-                                    seed=derive_seed(run.seed, "prepare"), workers=request.workers).epoch(0),
+        batches=lambda: stream.epoch(next(epochs)),
         extract=lambda model, images, needs: model.extract(images, needs),
         device=device, generator=generator(device, run.seed, "prepare", run.loss.name),
         cache_dir=request.cache_dir / "prepare" / f"{run.dataset}-{run.teacher_source.replace(':', '-')}",
@@ -179,7 +182,7 @@ def result_row(run: RunSpec, student: Student, teacher: Teacher, plan: Plan, com
     scored = [(top1, epoch) for epoch, top1 in enumerate(curve, 1) if not math.isnan(top1)]
     best_top1, best_epoch = max(scored) if scored else (math.nan, None)
     best_top5 = student.history[best_epoch - 1]["top5"] if best_epoch else math.nan
-    loss_ms = [h["loss_ms"] for h in student.history if h["loss_ms"] is not None]
+    loss_ms = [h["loss_ms"] for h in student.history if h["loss_ms"] is not None and run.loss.weight]
     return {
         "run_id": run.run_id, "recipe_hash": run.recipe_hash, "dataset": run.dataset, "pair": run.pair.name,
         "teacher": run.pair.teacher, "student": run.pair.student, "loss": run.loss.name,

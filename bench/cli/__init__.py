@@ -25,7 +25,7 @@ USAGE_ERROR = 2
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code (also used by the tests, in-process)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    invocation[:] = ["bench", *argv]
+    invocation[:] = ["bench", *map(str, argv)]
     try:
         result = app(args=argv, prog_name="bench", standalone_mode=False)
     except ConfigError as exc:

@@ -1,6 +1,9 @@
 """The ``bench`` command tree; each sub-module of ``bench.cli`` adds its commands to ``app``."""
 
+import sys
+
 import typer
+from rich.console import Console
 
 app = typer.Typer(
     name="bench",
@@ -15,3 +18,8 @@ app.add_typer(losses_app, name="losses")
 app.add_typer(perf_app, name="perf")
 
 invocation = ["bench"]  # the command line being run, recorded with every result (set by ``main``)
+
+
+def console() -> Console:
+    """Tables for a terminal at its width; piped output wide enough not to wrap names."""
+    return Console() if sys.stdout.isatty() else Console(width=200)

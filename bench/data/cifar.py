@@ -59,8 +59,9 @@ def read_batch(path: Path, layout: CifarLayout) -> tuple[np.ndarray, np.ndarray]
         labels = np.asarray(batch[layout.label_key], dtype=np.int64)
         if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
             raise ValueError(f"b'data' is {data.dtype} {data.shape}, expected uint8 [N, 3072]")
-        if labels.shape != (data.shape[0],) or labels.min(initial=0) < 0 or labels.max(initial=0) >= layout.info.num_classes:
-            raise ValueError(f"expected {data.shape[0]} labels in 0..{layout.info.num_classes - 1}")
+        classes = layout.info.num_classes
+        if labels.shape != (data.shape[0],) or labels.min(initial=0) < 0 or labels.max(initial=0) >= classes:
+            raise ValueError(f"expected {data.shape[0]} labels in 0..{classes - 1}")
     except READ_ERRORS as exc:
         raise ConfigError(f"corrupt {layout.title} file {path} ({type(exc).__name__}: {exc}); "
                           f"download it again from {HOME_PAGE} or pass --download") from None
@@ -86,7 +87,8 @@ def load_cifar(layout: CifarLayout, request: DataRequest) -> LoadedDataset:
     """Both splits of one CIFAR variant from ``<root>/<folder>``, downloading them if asked to."""
     if request.train_split not in (None, "train"):
         raise ConfigError(f"{layout.info.name} has no train split '{request.train_split}'; expected: train")
-    root = Path(request.root).expanduser() if request.root else Path.home() / ".cache/distillbench/data" / layout.info.name
+    default_root = Path.home() / ".cache/distillbench/data" / layout.info.name
+    root = Path(request.root).expanduser() if request.root else default_root
     folder = root / layout.folder
     files = layout.train_files + layout.test_files
     if not all((folder / name).is_file() for name in files):

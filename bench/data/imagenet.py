@@ -18,10 +18,10 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 from tarfile import TarError
+from typing import Any, Callable
 
 import torch
 from torch.utils.data import Dataset
-from torchvision.transforms import v2
 
 from bench.data.base import DataRequest, DatasetInfo, LoadedDataset, register_dataset
 from registry import ConfigError
@@ -35,43 +35,48 @@ INFO = DatasetInfo(
     mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
     augment="none", crop_padding=0,  # no resident augmentation: the transforms below augment
 )
-TO_FLOAT = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]  # = ToTensor: float CHW in [0, 1]
-TRANSFORMS = {
-    "train": v2.Compose([v2.RandomResizedCrop(224), v2.RandomHorizontalFlip(), *TO_FLOAT]),
-    "val": v2.Compose([v2.Resize(256), v2.CenterCrop(224), *TO_FLOAT]),
-}
+
+
+def split_transform(split: str) -> Callable[[Any], torch.Tensor]:
+    """The standard ImageNet pipeline of one split, ending as float CHW in [0, 1] (not normalised)."""
+    from torchvision.transforms import v2  # imported on use: it slows down every command that lists datasets
+
+    if split == "train":
+        steps = [v2.RandomResizedCrop(224), v2.RandomHorizontalFlip()]
+    else:
+        steps = [v2.Resize(256), v2.CenterCrop(224)]
+    return v2.Compose([*steps, v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])  # the last two = ToTensor
 
 
 def _has_archive_layout(root: Path) -> bool:
     return any((root / name).is_file() for name in (*SPLITS.values(), DEVKIT, META))
 
 
-def _archive_split(root: Path, split: str) -> Dataset:
+def _archive_splits(root: Path) -> tuple[Dataset, Dataset]:
     import torchvision
 
-    missing = [name for name, ready in (
-        (DEVKIT, (root / DEVKIT).is_file() or (root / META).is_file()),
-        (SPLITS[split], (root / SPLITS[split]).is_file() or (root / split).is_dir()),
-    ) if not ready]
+    missing = [] if (root / DEVKIT).is_file() or (root / META).is_file() else [DEVKIT]
+    missing += [archive for split, archive in SPLITS.items()
+                if not ((root / archive).is_file() or (root / split).is_dir())]
     if missing:
         raise ConfigError(f"ImageNet archives incomplete in {root}: missing {', '.join(missing)}; {HOW_TO_GET}")
     try:
-        return torchvision.datasets.ImageNet(str(root), split=split, transform=TRANSFORMS[split])
+        return tuple(torchvision.datasets.ImageNet(str(root), split=split, transform=split_transform(split))
+                     for split in SPLITS)
     except (OSError, RuntimeError, TarError, ValueError, KeyError) as exc:
         raise ConfigError(f"cannot read the ImageNet archives in {root} ({exc}); {HOW_TO_GET}") from None
 
 
-def _folder_split(root: Path, split: str) -> Dataset:
+def _folder_splits(root: Path) -> tuple[Dataset, Dataset]:
     from torchvision.datasets import ImageFolder
 
-    folder = root / split
-    if not folder.is_dir():
+    if not all((root / split).is_dir() for split in SPLITS):
         raise ConfigError(f"ImageNet not found: expected {root}/{{train,val}}/<wnid>/*.JPEG or the archives "
                           f"{', '.join((*SPLITS.values(), DEVKIT))} in {root}; {HOW_TO_GET}")
     try:
-        return ImageFolder(str(folder), transform=TRANSFORMS[split])
+        return tuple(ImageFolder(str(root / split), transform=split_transform(split)) for split in SPLITS)
     except FileNotFoundError as exc:  # no class folders, or a class folder without images
-        raise ConfigError(f"ImageNet folder {folder} is incomplete ({exc}); {HOW_TO_GET}") from None
+        raise ConfigError(f"ImageNet in {root} is incomplete ({exc}); {HOW_TO_GET}") from None
 
 
 @register_dataset("imagenet")
@@ -79,8 +84,7 @@ def load_imagenet(request: DataRequest) -> LoadedDataset:
     if request.train_split not in (None, "train"):
         raise ConfigError(f"imagenet has no train split '{request.train_split}'; expected: train")
     root = Path(request.root).expanduser() if request.root else Path.home() / ".cache/distillbench/data/imagenet"
-    read_split = _archive_split if _has_archive_layout(root) else _folder_split
-    train, test = read_split(root, "train"), read_split(root, "val")
+    train, test = _archive_splits(root) if _has_archive_layout(root) else _folder_splits(root)
     if train.classes != test.classes:
         raise ConfigError(f"ImageNet train and val in {root} have different classes "
                           f"({len(train.classes)} vs {len(test.classes)} class folders); {HOW_TO_GET}")

@@ -90,6 +90,8 @@ class LoaderStream:
 
     def epoch(self, epoch: int) -> Iterator[BatchTriple]:
         order = epoch_order(self.num_examples, self.seed, epoch) if self.train else range(self.num_examples)
+        if self.workers == 0:  # transforms then draw from the global generator in this process
+            torch.manual_seed(derive_seed(self.seed, "augment", epoch))
         loader = DataLoader(
             _Indexed(self.split), batch_size=self.batch_size, sampler=list(order), drop_last=self.train,
             num_workers=self.workers, pin_memory=self.device.type == "cuda", persistent_workers=False,

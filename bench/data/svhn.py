@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import scipy.io
 import torch
 
 from bench.data.base import DataRequest, DatasetInfo, ImageTensors, LoadedDataset, register_dataset
@@ -26,11 +25,12 @@ INFO = DatasetInfo(
     mean=(0.4377, 0.4438, 0.4728), std=(0.1980, 0.2010, 0.1970),
     augment="crop", crop_padding=4,
 )
-READ_ERRORS = (OSError, ValueError, TypeError, KeyError, IndexError, scipy.io.matlab.MatReadError)
 
 
 def read_mat(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     """One part as (uint8 [N, 3, 32, 32] view, int64 [N] with digit 0 as 0); unreadable → ``ConfigError``."""
+    import scipy.io  # imported on use: it slows down every command that lists datasets
+
     try:
         mat = scipy.io.loadmat(path)
         x, y = mat["X"], np.asarray(mat["y"]).reshape(-1).astype(np.int64)
@@ -38,7 +38,7 @@ def read_mat(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
             raise ValueError(f"'X' is {x.dtype} {x.shape}, expected uint8 [32, 32, 3, N]")
         if y.shape != (x.shape[3],) or y.min(initial=1) < 1 or y.max(initial=1) > 10:
             raise ValueError(f"expected {x.shape[3]} labels in 1..10")
-    except READ_ERRORS as exc:
+    except (OSError, ValueError, TypeError, KeyError, IndexError, scipy.io.matlab.MatReadError) as exc:
         raise ConfigError(f"corrupt SVHN file {path} ({type(exc).__name__}: {exc}); "
                           f"download it again from {HOME_PAGE} or pass --download") from None
     labels = np.where(y == 10, 0, y)  # the files store digit 0 as 10
@@ -65,7 +65,8 @@ def _download(root: Path, parts: tuple[str, ...]) -> None:
 def load_svhn(request: DataRequest) -> LoadedDataset:
     train_parts = TRAIN_SPLITS.get(request.train_split or "train")
     if train_parts is None:
-        raise ConfigError(f"svhn has no train split '{request.train_split}'; expected one of: {', '.join(TRAIN_SPLITS)}")
+        raise ConfigError(f"svhn has no train split '{request.train_split}'; "
+                          f"expected one of: {', '.join(TRAIN_SPLITS)}")
     root = Path(request.root).expanduser() if request.root else Path.home() / ".cache/distillbench/data/svhn"
     parts = (*train_parts, "test")
     if not all((root / f"{part}_32x32.mat").is_file() for part in parts):

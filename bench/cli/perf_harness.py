@@ -1,0 +1,83 @@
+"""``bench perf harness``: the cohort step against the model-only limit and against sequential runs."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from bench.cli.app import console, invocation, perf_app
+
+
+@perf_app.command("harness")
+def perf_harness(
+    teacher: Annotated[str, typer.Option(help="Teacher timm model.")] = "resnet32x4",
+    student: Annotated[str, typer.Option(help="Student timm model (one per loss).")] = "resnet8x4",
+    losses: Annotated[Optional[str], typer.Option(help="Comma-separated losses [default: 8 from the zoo].")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per step.")] = 64,
+    steps: Annotated[int, typer.Option(help="Timed steps per mode (after two warm-up steps).")] = 20,
+    image_size: Annotated[int, typer.Option(help="Synthetic image size (CIFAR: 32).")] = 32,
+    num_classes: Annotated[int, typer.Option(help="Synthetic classes (CIFAR-100: 100).")] = 100,
+    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda, cuda:N.")] = "auto",
+    amp: Annotated[Optional[bool], typer.Option(help="bf16 autocast [default: on for CUDA].")] = None,
+    channels_last: Annotated[Optional[bool], typer.Option(help="channels_last [default: on for CUDA].")] = None,
+    out: Annotated[Path, typer.Option(help="Directory for harness_<device>.csv and its plot.")] = Path("results/perf"),
+) -> None:
+    """Images/s of model-only, cohort and sequential steps; prints cohort/model-only and cohort/sequential."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from rich.table import Table
+
+    from bench.cohort import Acceleration
+    from bench.environment import device_name, resolve_device, versions
+    from bench.models import check_model_name
+    from bench.perf.harness import DEFAULT_LOSSES, HarnessSetup, run_harness_benchmark
+    from bench.perf.ot import device_slug
+    from bench.results import atomic_write_text
+    from losses import LOSSES
+    from registry import ConfigError, parse_names
+
+    target = resolve_device(device)
+    for model in (teacher, student):
+        check_model_name(model)
+    if batch_size < 2 or steps < 1:
+        raise ConfigError(f"--batch-size must be >= 2 and --steps >= 1; got {batch_size} and {steps}")
+    on_gpu = target.type == "cuda"
+    accel = Acceleration(amp=on_gpu if amp is None else amp, channels_last=on_gpu if channels_last is None else channels_last)
+    setup = HarnessSetup(teacher, student, parse_names(losses or DEFAULT_LOSSES, LOSSES), batch_size, steps,
+                         image_size, num_classes)
+    frame, loss_ms = run_harness_benchmark(setup, target, accel)
+    name = device_name(target)
+    step_ms = float(frame.loc[frame["mode"] == "cohort", "ms_per_step"].iloc[0])
+    frame = frame.assign(teacher=teacher, student=student, losses=",".join(setup.losses), amp=accel.amp,
+                         channels_last=accel.channels_last, device=name, command=shlex.join(invocation),
+                         **versions())
+    ips = dict(zip(frame["mode"], frame["images_per_s"]))
+    slug = device_slug(target, name)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / f"harness_{slug}.csv", frame.to_csv(index=False))
+    shares = {k: (v or 0) / step_ms for k, v in loss_ms.items()}
+    atomic_write_text(out / f"harness_{slug}_losses.csv",
+                      "loss,ms_per_call,share_of_cohort_step\n" + "".join(f"{k},{loss_ms[k]:.3f},{shares[k]:.4f}\n" for k in loss_ms))
+
+    figure, axis = plt.subplots(figsize=(6, 3.5))
+    axis.bar(list(ips), list(ips.values()), color=["#888888", "#1f77b4", "#ff7f0e"])
+    axis.set_ylabel("images / s (higher is better)")
+    axis.set_title(f"{teacher} → {len(setup.losses)}× {student}, batch {batch_size}\n{name}", fontsize=9)
+    figure.tight_layout()
+    for suffix in ("png", "svg"):
+        figure.savefig(out / f"harness_{slug}.{suffix}", dpi=120)
+    plt.close(figure)
+
+    table = Table("mode", "ms/step", "images/s")
+    for row in frame.itertuples():
+        table.add_row(row.mode, f"{row.ms_per_step:.1f}", f"{row.images_per_s:.1f}")
+    console().print(table)
+    console().print(f"cohort / model-only throughput: {ips['cohort'] / ips['model-only']:.2f}   "
+                    f"cohort / sequential: {ips['cohort'] / ips['sequential']:.2f}")
+    console().print("loss share of the cohort step: " + ", ".join(f"{k} {v:.1%}" for k, v in shares.items()))
+    console().print(f"wrote {out / f'harness_{slug}.csv'}")

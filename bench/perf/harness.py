@@ -1,0 +1,131 @@
+"""How close the cohort step comes to the model-only limit, and how much it saves over sequential runs.
+
+Three measurements on the same synthetic, CIFAR-shaped data held on the device:
+
+1. ``model-only`` — the limit: one teacher forward, then for each of N students forward + CE +
+   backward + optimizer step; no distillation loss, no augmentation.
+2. ``cohort`` — distillbench's step: the real data path (indexing + augmentation on the device),
+   one teacher forward sharing only what the losses need, each student with its real loss.
+3. ``sequential`` — the same N students trained one at a time, each with its own teacher forward
+   (what running one job per loss costs).
+
+It measures and reports ratios; it never asserts timings.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from bench.cohort import Acceleration, Student, new_student, teacher_outputs
+from bench.config import TrainSettings, resolve_loss
+from bench.data.base import DatasetInfo, ImageTensors
+from bench.data.stream import ResidentStream
+from bench.models import Network, create_network, probe_shapes
+from losses import LOSSES, LossContext
+from losses.base import MODEL_NEEDS, Need, Outputs
+
+DEFAULT_LOSSES = "kd,fitnet,at,sp,crd,dkd,dist,ot-ipot"
+SETTINGS = TrainSettings(epochs=1, batch_size=64, lr=0.05, momentum=0.9, weight_decay=5e-4, milestones=(), gamma=0.1)
+
+
+@dataclass(frozen=True)
+class HarnessSetup:
+    teacher: str
+    student: str
+    losses: list[str]
+    batch_size: int
+    steps: int
+    image_size: int = 32
+    num_classes: int = 100
+
+
+def _info(setup: HarnessSetup) -> DatasetInfo:
+    return DatasetInfo("cifar-shaped", setup.num_classes, 3, setup.image_size,
+                       (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), augment="crop-flip")
+
+
+def _students(setup: HarnessSetup, info: DatasetInfo, teacher: Network, device: torch.device,
+              num_train: int, accel: Acceleration) -> list[Student]:
+    students = []
+    for name in setup.losses:
+        torch.manual_seed(0)
+        network, _ = create_network(setup.student, info)
+        network.to(device)
+        if accel.channels_last:
+            network.to(memory_format=torch.channels_last)
+        spec = resolve_loss(name, {}, {})
+        context = LossContext(probe_shapes(network, info, device), probe_shapes(teacher, info, device), num_train)
+        loss = LOSSES.get(spec.name)(context, **spec.params).to(device)
+        students.append(new_student(spec.name, 0, network, loss, SETTINGS, spec.weight, spec.ce_weight))
+    return students
+
+
+def _timed(step: Callable[[int], None], steps: int, device: torch.device) -> float:
+    """Seconds per step after two warm-up steps (synchronised only around the timed block)."""
+    for warm in range(2):
+        step(warm)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    for i in range(steps):
+        step(i)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return (time.perf_counter() - start) / steps
+
+
+def run_harness_benchmark(setup: HarnessSetup, device: torch.device,
+                          accel: Acceleration) -> tuple[pd.DataFrame, dict[str, float | None]]:
+    """Per mode: ms/step and images/s; plus each loss's mean ms per call inside the cohort step."""
+    info = _info(setup)
+    generator = torch.Generator().manual_seed(0)
+    count = setup.batch_size * (setup.steps + 2)
+    data = ImageTensors(torch.randint(0, 256, (count, 3, setup.image_size, setup.image_size), dtype=torch.uint8,
+                                      generator=generator), torch.arange(count) % setup.num_classes)
+    stream = ResidentStream(data, info, setup.batch_size, device, train=True, seed=0)
+    batches = list(stream.epoch(0))
+    raw = [(data.images[i * setup.batch_size:(i + 1) * setup.batch_size].to(device),
+            data.labels[i * setup.batch_size:(i + 1) * setup.batch_size].to(device)) for i in range(len(batches))]
+    torch.manual_seed(0)
+    teacher, _ = create_network(setup.teacher, info)
+    teacher.to(device).eval().requires_grad_(False)
+    students = _students(setup, info, teacher, device, count, accel)
+    all_needs = frozenset().union(*(s.loss.needs & MODEL_NEEDS for s in students))
+
+    def model_only(i: int) -> None:
+        images, labels = raw[i % len(raw)]
+        teacher_outputs(teacher, images, frozenset({Need.LOGITS}), accel)
+        for s in students:
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=accel.amp):
+                loss = F.cross_entropy(s.network(images).float(), labels)
+            s.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            s.optimizer.step()
+
+    def cohort(i: int) -> None:
+        epoch_batches = stream.epoch(i)  # the real data path: order + augmentation on the device
+        images, labels, indices = next(iter(epoch_batches))
+        shared = teacher_outputs(teacher, images, all_needs, accel)
+        for s in students:
+            s.train_step(images, labels, indices, shared, 0, i, accel)
+
+    def sequential(i: int) -> None:
+        images, labels, indices = next(iter(stream.epoch(i)))
+        for s in students:
+            own = teacher_outputs(teacher, images, s.loss.needs & MODEL_NEEDS, accel) if s.loss.needs & MODEL_NEEDS else Outputs()
+            s.train_step(images, labels, indices, own, 0, i, accel)
+
+    rows = []
+    for mode, step in (("model-only", model_only), ("cohort", cohort), ("sequential", sequential)):
+        seconds = _timed(step, setup.steps, device)
+        rows.append({"mode": mode, "ms_per_step": seconds * 1000, "images_per_s": setup.batch_size / seconds})
+    frame = pd.DataFrame(rows)
+    frame["students"] = len(students)
+    frame["batch_size"] = setup.batch_size
+    return frame, {s.name: s.timer.mean_ms("loss") for s in students}
