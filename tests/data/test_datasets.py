@@ -13,12 +13,13 @@ import torch
 import torchvision
 from PIL import Image
 
+from helpers import IMAGES_PER_FILE, cifar_rows, write_cifar, write_svhn
+
 from bench.data import cifar, imagenet, svhn  # noqa: F401  (registers the loaders)
 from bench.data.base import DataRequest, load_dataset
 from registry import ConfigError
 
 CIFAR_LAYOUTS = {"cifar10": cifar.CIFAR10, "cifar100": cifar.CIFAR100}
-IMAGES_PER_FILE = 3
 
 
 def one_line_error(name: str, request: DataRequest, *fragments: str) -> str:
@@ -33,30 +34,6 @@ def one_line_error(name: str, request: DataRequest, *fragments: str) -> str:
 
 
 # -- CIFAR: python-version pickles ----------------------------------------------------------------
-
-def cifar_rows(images: np.ndarray) -> np.ndarray:
-    """The documented row layout: 1024 red values, then green, then blue, each plane row-major."""
-    return np.concatenate([images[:, channel].reshape(len(images), 1024) for channel in range(3)], axis=1)
-
-
-def write_cifar(root: Path, layout: cifar.CifarLayout, seed: int = 0) -> dict[str, tuple[np.ndarray, list[int]]]:
-    """Write every batch file of ``layout`` with random images; return what each file holds."""
-    rng = np.random.default_rng(seed)
-    folder = root / layout.folder
-    folder.mkdir(parents=True)
-    written = {}
-    for name in layout.train_files + layout.test_files:
-        images = rng.integers(0, 256, (IMAGES_PER_FILE, 3, 32, 32), dtype=np.uint8)
-        labels = rng.integers(0, layout.info.num_classes, IMAGES_PER_FILE).tolist()
-        batch = {b"batch_label": name.encode(), layout.label_key: labels, b"data": cifar_rows(images),
-                 b"filenames": [f"img_{i}.png".encode() for i in range(IMAGES_PER_FILE)]}
-        if layout is cifar.CIFAR100:
-            batch[b"coarse_labels"] = [label // 5 for label in labels]
-        with open(folder / name, "wb") as handle:
-            pickle.dump(batch, handle, protocol=2)
-        written[name] = (images, labels)
-    return written
-
 
 @pytest.mark.parametrize("name", CIFAR_LAYOUTS)
 def test_cifar_reads_official_pickles(tmp_path, name):
@@ -151,16 +128,6 @@ def test_cifar_download_failure_is_one_line_error(tmp_path, monkeypatch):
 
 
 # -- SVHN: MATLAB v5 files -----------------------------------------------------------------------
-
-def write_svhn(root: Path, part: str, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """``<part>_32x32.mat`` as published: X uint8 [32, 32, 3, N], y uint8 [N, 1] with 10 for digit 0."""
-    rng = np.random.default_rng(seed)
-    x = rng.integers(0, 256, (32, 32, 3, count), dtype=np.uint8)
-    y = (np.arange(count) % 10 + 1).astype(np.uint8)[:, None]  # 1..10, so label 10 is always present
-    root.mkdir(parents=True, exist_ok=True)
-    scipy.io.savemat(root / f"{part}_32x32.mat", {"X": x, "y": y})
-    return x, y
-
 
 def test_svhn_reads_mat_files_and_maps_10_to_0(tmp_path):
     x, y = write_svhn(tmp_path, "train", 12, seed=0)
