@@ -107,6 +107,14 @@ class CifarNet(nn.Module):
     A subclass calls ``super().__init__(in_chans, drop_rate)``, builds ``stem``, ``stages``, ``norm``
     and ``conv_head``, fills ``feature_info`` and finishes with ``self.reset_classifier(num_classes,
     global_pool)`` once ``num_features`` is set.
+
+    The constructor arguments every family takes:
+
+    Args:
+        num_classes: Classifier outputs (0 for none).
+        in_chans: Input image channels.
+        drop_rate: Dropout before the classifier.
+        global_pool: timm pooling type ('avg', 'max', 'avgmax', 'catavgmax', '').
     """
 
     def __init__(self, in_chans: int, drop_rate: float) -> None:

@@ -76,10 +76,7 @@ class CifarResNet(CifarNet):
         channels: Block width (``planes``) per stage; a stage outputs ``planes * block.expansion``.
         block: ``BasicBlock`` or ``Bottleneck``.
         stem_width: Output channels of the stem convolution.
-        num_classes: Classifier outputs (0 for none).
-        in_chans: Input image channels.
-        drop_rate: Dropout before the classifier.
-        global_pool: timm pooling type ('avg', 'max', 'avgmax', 'catavgmax', '').
+        num_classes, in_chans, drop_rate, global_pool: As in :class:`CifarNet`.
     """
 
     def __init__(

@@ -37,10 +37,7 @@ class CifarVGG(CifarNet):
 
     Args:
         cfg: Widths of the convolutions of each of the five groups.
-        num_classes: Classifier outputs (0 for none).
-        in_chans: Input image channels.
-        drop_rate: Dropout before the classifier.
-        global_pool: timm pooling type ('avg', 'max', 'avgmax', 'catavgmax', '').
+        num_classes, in_chans, drop_rate, global_pool: As in :class:`CifarNet`.
     """
 
     def __init__(

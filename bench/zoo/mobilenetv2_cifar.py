@@ -60,10 +60,7 @@ class MobileNetV2Cifar(CifarNet):
         width_mult: Multiplier of the stem and block channels (``int(c * width_mult)``).
         stem_chs: Stem channels before the multiplier.
         head_chs: Channels of the 1x1 head convolution; scaled only when ``width_mult > 1``.
-        num_classes: Classifier outputs (0 for none).
-        in_chans: Input image channels.
-        drop_rate: Dropout before the classifier.
-        global_pool: timm pooling type ('avg', 'max', 'avgmax', 'catavgmax', '').
+        num_classes, in_chans, drop_rate, global_pool: As in :class:`CifarNet`.
     """
 
     def __init__(

@@ -69,10 +69,7 @@ class ShuffleNetV1Cifar(CifarNet):
         stage_units: Units per stage (the first one strided).
         groups: Groups of the 1x1 convolutions.
         stem_chs: Stem channels.
-        num_classes: Classifier outputs (0 for none).
-        in_chans: Input image channels.
-        drop_rate: Dropout before the classifier.
-        global_pool: timm pooling type ('avg', 'max', 'avgmax', 'catavgmax', '').
+        num_classes, in_chans, drop_rate, global_pool: As in :class:`CifarNet`.
     """
 
     def __init__(
@@ -154,10 +151,7 @@ class ShuffleNetV2Cifar(CifarNet):
         stage_units: Basic units per stage, after its down-sampling unit.
         stem_chs: Stem channels.
         head_chs: Channels of the final 1x1 convolution.
-        num_classes: Classifier outputs (0 for none).
-        in_chans: Input image channels.
-        drop_rate: Dropout before the classifier.
-        global_pool: timm pooling type ('avg', 'max', 'avgmax', 'catavgmax', '').
+        num_classes, in_chans, drop_rate, global_pool: As in :class:`CifarNet`.
     """
 
     def __init__(

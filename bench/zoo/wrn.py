@@ -53,10 +53,7 @@ class WideResNet(CifarNet):
     Args:
         depth: Total depth d, 6n + 4.
         widen_factor: Width multiplier k of the stages (16k, 32k, 64k channels).
-        num_classes: Classifier outputs (0 for none).
-        in_chans: Input image channels.
-        drop_rate: Dropout before the classifier.
-        global_pool: timm pooling type ('avg', 'max', 'avgmax', 'catavgmax', '').
+        num_classes, in_chans, drop_rate, global_pool: As in :class:`CifarNet`.
     """
 
     def __init__(

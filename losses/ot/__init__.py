@@ -13,32 +13,7 @@ checked against POT in the tests. The loss modules of this package use them:
 """
 
 from losses.ot import embedding, feature, sinkd, wkd  # noqa: F401  (importing registers the losses)
-from losses.ot.functional import (
-    COSTS,
-    emd,
-    gaussian_w2,
-    gaussian_w2_terms,
-    ipot,
-    max_sliced_wasserstein,
-    pairwise_cost,
-    sinkhorn,
-    sinkhorn_divergence,
-    sinkhorn_histograms,
-    sliced_wasserstein,
-    sqrtm,
-)
+from losses.ot import functional
+from losses.ot.functional import *  # noqa: F403
 
-__all__ = [
-    "COSTS",
-    "emd",
-    "gaussian_w2",
-    "gaussian_w2_terms",
-    "ipot",
-    "max_sliced_wasserstein",
-    "pairwise_cost",
-    "sinkhorn",
-    "sinkhorn_divergence",
-    "sinkhorn_histograms",
-    "sliced_wasserstein",
-    "sqrtm",
-]
+__all__ = list(functional.__all__)

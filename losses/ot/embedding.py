@@ -102,23 +102,20 @@ class SinkhornEmbedding(EmbeddingOT):
     """Entropic OT (fixed-iteration log-domain Sinkhorn)."""
 
     description = "batch OT of penultimate embeddings, entropic (Sinkhorn)"
+    solver_name = "sinkhorn"
 
     def __init__(self, ctx: LossContext, *, projection: str, proj_dim: int, normalize: bool,
                  cost: str, eps: float, iters: int, grad: str, scaling: float):
-        solver = ot_solver("sinkhorn", cost=cost, eps=eps, iters=iters, grad=grad, scaling=scaling)
+        solver = ot_solver(self.solver_name, cost=cost, eps=eps, iters=iters, grad=grad, scaling=scaling)
         super().__init__(ctx, projection=projection, proj_dim=proj_dim, normalize=normalize, solver=solver)
 
 
 @register_loss("ot-sinkdiv")
-class SinkhornDivergenceEmbedding(EmbeddingOT):
+class SinkhornDivergenceEmbedding(SinkhornEmbedding):
     """Debiased Sinkhorn divergence: zero when the clouds coincide, unlike plain entropic OT."""
 
     description = "batch OT of penultimate embeddings, debiased Sinkhorn divergence"
-
-    def __init__(self, ctx: LossContext, *, projection: str, proj_dim: int, normalize: bool,
-                 cost: str, eps: float, iters: int, grad: str, scaling: float):
-        solver = ot_solver("sinkdiv", cost=cost, eps=eps, iters=iters, grad=grad, scaling=scaling)
-        super().__init__(ctx, projection=projection, proj_dim=proj_dim, normalize=normalize, solver=solver)
+    solver_name = "sinkdiv"
 
 
 @register_loss("ot-sliced")

@@ -22,6 +22,7 @@ because a bf16/fp16 cost matrix makes ``exp(-C / eps)`` meaningless at small ``e
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 
 import numpy as np
@@ -31,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from losses.checks import count, fraction, non_negative, positive
+from losses.numerics import fp32 as _full_precision
 from losses.ot.options import choice
 
 __all__ = [
@@ -50,23 +52,6 @@ __all__ = [
 
 
 # -- input handling --------------------------------------------------------------------------------
-def _full_precision(fn: Callable) -> Callable:
-    """Run ``fn`` in float32 (float64 when an input is float64) with autocast disabled."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        floats = [v for v in (*args, *kwargs.values()) if isinstance(v, Tensor) and v.is_floating_point()]
-        dtype = torch.float64 if any(v.dtype == torch.float64 for v in floats) else torch.float32
-
-        def cast(v):
-            return v.to(dtype) if isinstance(v, Tensor) and v.is_floating_point() else v
-
-        with torch.autocast(floats[0].device.type, enabled=False):
-            return fn(*map(cast, args), **{k: cast(v) for k, v in kwargs.items()})
-
-    return wrapper
-
-
 def _weights(w: Tensor | None, batch: int, size: int, like: Tensor) -> Tensor:
     if w is None:
         return like.new_full((batch, size), 1.0 / size)
@@ -248,18 +233,7 @@ def sinkhorn(
     return (plan * C).sum((-2, -1))
 
 
-def sinkhorn_divergence(
-    x: Tensor,
-    y: Tensor,
-    a: Tensor | None = None,
-    b: Tensor | None = None,
-    *,
-    cost: str = "sqeuclidean",
-    eps: float = 0.05,
-    iters: int = 100,
-    grad: str = "envelope",
-    scaling: float = 0.0,
-) -> Tensor:
+def sinkhorn_divergence(x: Tensor, y: Tensor, a: Tensor | None = None, b: Tensor | None = None, **settings) -> Tensor:
     r"""Debiased Sinkhorn divergence.
 
     .. math:: S_\varepsilon(x, y) = \mathrm{OT}_\varepsilon(x, y)
@@ -275,8 +249,11 @@ def sinkhorn_divergence(
     Feydy et al., "Interpolating between optimal transport and MMD using Sinkhorn divergences",
     AISTATS 2019.
     """
-    settings = dict(cost=cost, eps=eps, iters=iters, grad=grad, scaling=scaling)
     return sinkhorn(x, y, a, b, **settings) - 0.5 * (sinkhorn(x, x, a, a, **settings) + sinkhorn(y, y, b, b, **settings))
+
+
+# The settings are exactly those of sinkhorn: its signature is the one the solver registry reads.
+sinkhorn_divergence.__signature__ = inspect.signature(sinkhorn)
 
 
 @_ot_function
