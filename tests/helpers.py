@@ -9,6 +9,7 @@ import pickle
 import numpy as np
 import pandas as pd
 import scipy.io
+from PIL import Image
 
 from bench.data import cifar
 
@@ -58,3 +59,17 @@ def write_svhn(root: Path, part: str, count: int, seed: int) -> tuple[np.ndarray
     root.mkdir(parents=True, exist_ok=True)
     scipy.io.savemat(root / f"{part}_32x32.mat", {"X": x, "y": y})
     return x, y
+
+
+WNIDS = ("n01440764", "n01443537")
+COLOURS = {"n01440764": (200, 30, 60), "n01443537": (20, 180, 90)}
+
+
+def write_class_folders(root: Path, images_per_class: dict[str, int]) -> None:
+    """``<split>/<wnid>/*.JPEG`` with one solid colour per class, in a non-square size."""
+    for split, count in images_per_class.items():
+        for wnid in WNIDS:
+            folder = root / split / wnid
+            folder.mkdir(parents=True)
+            for i in range(count):
+                Image.new("RGB", (60, 40), COLOURS[wnid]).save(folder / f"{wnid}_{i}.JPEG", quality=95)

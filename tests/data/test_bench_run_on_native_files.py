@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+import timm
+import torch
 
 from bench.data import cifar
-from helpers import write_cifar, write_svhn
+from helpers import write_cifar, write_class_folders, write_svhn
 
 pytestmark = pytest.mark.slow
 
@@ -33,3 +35,16 @@ def test_svhn_default_pair_with_extra_split(tmp_path, cli):
     assert result.code == 0, result.err
     runs = pd.read_csv(tmp_path / "results" / "svhn" / "runs.csv")
     assert len(runs) == 3 and runs["epochs"].eq(1).all()
+
+
+def test_imagenet_pair_with_a_teacher_checkpoint(tmp_path, cli):
+    """Class-folder ImageNet; the teacher comes from a checkpoint (pretrained weights need the internet)."""
+    write_class_folders(tmp_path / "data", {"train": 2, "val": 1})
+    checkpoint = tmp_path / "resnet34.pt"
+    torch.save(timm.create_model("resnet34", num_classes=2).state_dict(), checkpoint)
+    result = cli(*run_args(tmp_path, "imagenet", "--losses", "kd,crd,ot", "--teacher-checkpoint", checkpoint,
+                           "--workers", "0"))
+    assert result.code == 0, result.err
+    runs = pd.read_csv(tmp_path / "results" / "imagenet" / "runs.csv")
+    assert sorted(runs["loss"]) == ["crd", "kd", "ot-ipot"] and runs["pair"].eq("resnet34-resnet18").all()
+    assert runs["stem"].eq("native").all()

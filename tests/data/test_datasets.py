@@ -13,7 +13,7 @@ import torch
 import torchvision
 from PIL import Image
 
-from helpers import IMAGES_PER_FILE, cifar_rows, write_cifar, write_svhn
+from helpers import COLOURS, IMAGES_PER_FILE, WNIDS, cifar_rows, write_cifar, write_class_folders, write_svhn
 
 from bench.data import cifar, imagenet, svhn  # noqa: F401  (registers the loaders)
 from bench.data.base import DataRequest, load_dataset
@@ -203,20 +203,6 @@ def test_svhn_download_fetches_each_needed_part(tmp_path, monkeypatch):
 
 
 # -- ImageNet: class folders of JPEGs, or torchvision's archive layout ----------------------------
-
-WNIDS = ("n01440764", "n01443537")
-COLOURS = {"n01440764": (200, 30, 60), "n01443537": (20, 180, 90)}
-
-
-def write_class_folders(root: Path, images_per_class: dict[str, int]) -> None:
-    """``<split>/<wnid>/*.JPEG`` with one solid colour per class, in a non-square size."""
-    for split, count in images_per_class.items():
-        for wnid in WNIDS:
-            folder = root / split / wnid
-            folder.mkdir(parents=True)
-            for i in range(count):
-                Image.new("RGB", (60, 40), COLOURS[wnid]).save(folder / f"{wnid}_{i}.JPEG", quality=95)
-
 
 def test_imagenet_class_folders(tmp_path):
     write_class_folders(tmp_path, {"train": 3, "val": 2})
