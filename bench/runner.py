@@ -23,6 +23,7 @@ from bench.config import (
     STANDARD_PROTOCOL, LossSpec, RunSpec, dataset_recipe, parse_overrides, resolve_loss, resolve_pair, resolve_train,
 )
 from bench.data import DATASETS, DataRequest, LoadedDataset, load_dataset, make_stream
+from bench.data.stream import Loading
 from bench.environment import device_name, resolve_device, versions
 from bench.models import check_model_name, create_network, probe_shapes
 from bench.progress import Reporter
@@ -57,7 +58,7 @@ class RunRequest:
     teacher_checkpoint: Path | None = None
     sequential: bool = False
     accel: Acceleration = field(default_factory=Acceleration)
-    workers: int = 4
+    loading: Loading = field(default_factory=Loading)
     quiet: bool = False
     command: str = "bench run"
 
@@ -112,7 +113,7 @@ def execute(plan: Plan) -> ResultsStore:
         if not runs:
             continue
         teacher = obtain_teacher(plan.teacher, plan.data, seed, plan.device, request.cache_dir, reporter,
-                                 request.accel, request.workers)
+                                 request.accel, request.loading)
         reporter.info(f"seed {seed}: teacher {runs[0].pair.teacher} {teacher.top1:.2f}% top-1; "
                       f"training {', '.join(r.loss.name for r in runs)}")
         cohorts = [[run] for run in runs] if request.sequential else [runs]
@@ -129,8 +130,8 @@ def _train_and_record(runs: list[RunSpec], teacher: Teacher, plan: Plan, store: 
     request, data, device = plan.request, plan.data, plan.device
     seed = runs[0].seed
     settings = runs[0].train
-    train = make_stream(data.train, data.info, settings.batch_size, device, train=True, seed=seed, workers=request.workers)
-    test = make_stream(data.test, data.info, 256, device, train=False, seed=seed, workers=request.workers)
+    train = make_stream(data.train, data.info, settings.batch_size, device, train=True, seed=seed, loading=request.loading)
+    test = make_stream(data.test, data.info, 256, device, train=False, seed=seed, loading=request.loading)
     students = [_build_student(run, teacher, plan) for run in runs]
     by_student = dict(zip(map(id, students), runs))
     started = time.perf_counter()
@@ -164,7 +165,7 @@ def _build_student(run: RunSpec, teacher: Teacher, plan: Plan) -> Student:
         student.load_state_dict(checkpoint.load(path, device))
         return student
     stream = make_stream(data.train, data.info, run.train.batch_size, device, train=True,
-                         seed=derive_seed(run.seed, "prepare"), workers=request.workers)
+                         seed=derive_seed(run.seed, "prepare"), loading=request.loading)
     epochs = itertools.count()  # each call of batches() is the next epoch: new order, new augmentation
     loss.prepare(Preparation(
         teacher=teacher.network, student=network,

@@ -17,7 +17,7 @@ from bench import checkpoint
 from bench.cohort import Acceleration, evaluate, new_student, train_cohort
 from bench.config import Pair, TrainSettings, content_hash
 from bench.data.base import LoadedDataset
-from bench.data.stream import make_stream
+from bench.data.stream import Loading, make_stream
 from bench.models import Network, create_network, probe_shapes
 from bench.progress import Reporter
 from bench.seeding import derive_seed
@@ -66,12 +66,12 @@ def load_body_weights(network: Network, state: dict) -> None:
 
 
 def obtain_teacher(plan: TeacherPlan, data: LoadedDataset, seed: int, device: torch.device, cache_dir: Path,
-                   reporter: Reporter, accel: Acceleration, workers: int = 0) -> Teacher:
+                   reporter: Reporter, accel: Acceleration, loading: Loading = Loading()) -> Teacher:
     kind, _, key = plan.source.partition(":")
-    test = make_stream(data.test, data.info, 256, device, train=False, seed=seed, workers=workers)
+    test = make_stream(data.test, data.info, 256, device, train=False, seed=seed, loading=loading)
     if kind == "trained":
         key = content_hash({"recipe": key, "seed": seed})
-        return _trained_teacher(plan, key, data, seed, device, cache_dir, reporter, accel, workers)
+        return _trained_teacher(plan, key, data, seed, device, cache_dir, reporter, accel, loading)
     network, _ = create_network(key if kind == "pretrained" else plan.model, data.info, pretrained=kind == "pretrained")
     if kind == "checkpoint":
         load_body_weights(network, checkpoint.load(plan.checkpoint, torch.device("cpu")))
@@ -82,7 +82,7 @@ def obtain_teacher(plan: TeacherPlan, data: LoadedDataset, seed: int, device: to
 
 
 def _trained_teacher(plan: TeacherPlan, key: str, data: LoadedDataset, seed: int, device: torch.device,
-                     cache_dir: Path, reporter: Reporter, accel: Acceleration, workers: int) -> Teacher:
+                     cache_dir: Path, reporter: Reporter, accel: Acceleration, loading: Loading) -> Teacher:
     final = cache_dir / "teachers" / f"{key}.pt"
     partial = cache_dir / "teachers" / f"{key}.partial.pt"
     torch.manual_seed(derive_seed(seed, "teacher-init"))
@@ -99,8 +99,8 @@ def _trained_teacher(plan: TeacherPlan, key: str, data: LoadedDataset, seed: int
     if partial.is_file():
         student.load_state_dict(checkpoint.load(partial, device))
     reporter.info(f"training teacher {plan.model} for {plan.settings.epochs} epochs (cached afterwards)")
-    train = make_stream(data.train, data.info, plan.settings.batch_size, device, train=True, seed=seed, workers=workers)
-    test = make_stream(data.test, data.info, 256, device, train=False, seed=seed, workers=workers)
+    train = make_stream(data.train, data.info, plan.settings.batch_size, device, train=True, seed=seed, loading=loading)
+    test = make_stream(data.test, data.info, 256, device, train=False, seed=seed, loading=loading)
     train_cohort([student], None, train, test, reporter, accel, on_epoch_end=lambda s: checkpoint.save(s.state_dict(), partial))
     if student.diverged:
         raise ConfigError(f"teacher {plan.model} diverged during training; lower --lr or check the recipe")

@@ -19,6 +19,7 @@ CASES = {
     "setting for absent loss": (["--losses", "kd", "--set", "fitnet.stage=1"], "not in --losses"),
     "unknown split": (["--train-split", "extra"], "synthetic has no train split 'extra'"),
     "bad device": (["--device", "tpu"], "unknown device 'tpu'"),
+    "bad data path": (["--data-path", "disk"], "unknown data path 'disk'; expected one of: resident, loader"),
     "missing teacher checkpoint": (["--teacher-checkpoint", "/nonexistent.pt"], "does not exist"),
 }
 

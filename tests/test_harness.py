@@ -85,3 +85,11 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(cohort_run, tmp_pat
     resumed, uninterrupted = read_runs(tmp_path / "results"), read_runs(cohort_run / "results")
     uninterrupted = uninterrupted[uninterrupted["seed"] == 0].reset_index(drop=True)
     pd.testing.assert_frame_equal(resumed[["loss", "run_id", *NUMBERS]], uninterrupted[["loss", "run_id", *NUMBERS]])
+
+
+def test_dataloader_path_trains_the_same_cohort(tmp_path, teacher_cache, cli):
+    """The DataLoader path (torchvision transforms per image) runs the same runs end to end."""
+    assert cli(*synthetic_run(tmp_path, teacher_cache, "--losses", "vanilla,kd", "--data-path", "loader",
+                              "--workers", "0")).code == 0
+    runs = read_runs(tmp_path / "results")
+    assert runs["loss"].tolist() == ["kd", "vanilla"] and runs["best_top1"].between(0, 100).all()

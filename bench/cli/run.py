@@ -11,6 +11,7 @@ import typer
 
 from bench.cli.app import app, invocation
 from bench.cohort import Acceleration
+from bench.data.stream import Loading
 from bench.environment import resolve_device
 from bench.runner import RunRequest, execute, plan_run
 from registry import ConfigError
@@ -52,7 +53,8 @@ def run(
     sequential: Annotated[bool, typer.Option(help="Train students one after another instead of as a cohort.")] = False,
     amp: Annotated[Optional[bool], typer.Option(help="bf16 autocast of the models [default: on for CUDA].")] = None,
     channels_last: Annotated[Optional[bool], typer.Option(help="channels_last memory format [default: on for CUDA].")] = None,
-    workers: Annotated[int, typer.Option(help="DataLoader workers (datasets that are not held in memory).")] = 4,
+    data_path: Annotated[str, typer.Option(help="resident (in-memory datasets on the device) or loader (DataLoader + torchvision transforms).")] = "resident",
+    workers: Annotated[int, typer.Option(help="DataLoader workers (loader path and datasets not held in memory).")] = 4,
     quiet: Annotated[bool, typer.Option(help="No progress output.")] = False,
 ) -> None:
     """Train one student per loss as a cohort, append one row per run to the results, update the leaderboard."""
@@ -63,7 +65,7 @@ def run(
         results_dir=results_dir, data_dir=data_dir, download=download, train_split=train_split, cache_dir=cache_dir,
         teacher_checkpoint=teacher_checkpoint, sequential=sequential,
         accel=Acceleration(amp=on_gpu if amp is None else amp, channels_last=on_gpu if channels_last is None else channels_last),
-        workers=workers, quiet=quiet, command=shlex.join(invocation),
+        loading=Loading(data_path, workers), quiet=quiet, command=shlex.join(invocation),
     )
     store = execute(plan_run(request))
     from bench.report import build_report

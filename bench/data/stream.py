@@ -8,6 +8,7 @@ Images come out as uint8 or as floats in [0, 1]; models normalise them (``bench.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterator
 
 import torch
@@ -16,7 +17,11 @@ from torch.utils.data import DataLoader, Dataset
 
 from bench.data.augment import augment
 from bench.data.base import DatasetInfo, ImageTensors, Split
+from bench.data.transforms import as_loader_split
 from bench.seeding import derive_seed, generator
+from registry import ConfigError
+
+DATA_PATHS = ("resident", "loader")
 
 BatchTriple = tuple[Tensor, Tensor, Tensor]
 
@@ -102,9 +107,23 @@ class LoaderStream:
                    idx.to(self.device, non_blocking=True))
 
 
+@dataclass(frozen=True)
+class Loading:
+    """How batches are made: ``resident`` (in-memory splits on the device) or ``loader`` (DataLoader)."""
+
+    path: str = "resident"
+    workers: int = 0
+
+    def __post_init__(self):
+        if self.path not in DATA_PATHS:
+            raise ConfigError(f"unknown data path '{self.path}'; expected one of: {', '.join(DATA_PATHS)}")
+
+
 def make_stream(split: Split, info: DatasetInfo, batch_size: int, device: torch.device, *, train: bool,
-                seed: int, workers: int = 0) -> ResidentStream | LoaderStream:
-    """The fast resident path for in-memory splits, the DataLoader path for everything else."""
+                seed: int, loading: Loading = Loading()) -> ResidentStream | LoaderStream:
+    """The fast resident path for in-memory splits, the DataLoader path for everything else (or on request)."""
     if isinstance(split, ImageTensors):
-        return ResidentStream(split, info, batch_size, device, train=train, seed=seed)
-    return LoaderStream(split, batch_size, device, train=train, seed=seed, workers=workers)
+        if loading.path == "resident":
+            return ResidentStream(split, info, batch_size, device, train=train, seed=seed)
+        split = as_loader_split(split, info, train)
+    return LoaderStream(split, batch_size, device, train=train, seed=seed, workers=loading.workers)
