@@ -68,7 +68,6 @@ def load_body_weights(network: Network, state: dict) -> None:
 def obtain_teacher(plan: TeacherPlan, data: LoadedDataset, seed: int, device: torch.device, cache_dir: Path,
                    reporter: Reporter, accel: Acceleration, loading: Loading = Loading()) -> Teacher:
     kind, _, key = plan.source.partition(":")
-    test = make_stream(data.test, data.info, 256, device, train=False, seed=seed, loading=loading)
     if kind == "trained":
         key = content_hash({"recipe": key, "seed": seed})
         return _trained_teacher(plan, key, data, seed, device, cache_dir, reporter, accel, loading)
@@ -77,6 +76,7 @@ def obtain_teacher(plan: TeacherPlan, data: LoadedDataset, seed: int, device: to
         load_body_weights(network, checkpoint.load(plan.checkpoint, torch.device("cpu")))
     network.to(device).requires_grad_(False)
     reporter.info(f"evaluating teacher {plan.source}")
+    test = make_stream(data.test, data.info, 256, device, train=False, seed=seed, loading=loading)
     (top1, top5), = evaluate([network], test, accel)
     return Teacher(network, top1, top5)
 

@@ -3,7 +3,7 @@
 import torch
 from torch import Tensor
 
-from losses.base import Batch, DistillLoss, LossContext, Outputs, register_loss
+from losses.base import Batch, DistillLoss, Outputs, register_loss
 
 
 @register_loss("vanilla")
@@ -12,9 +12,6 @@ class Vanilla(DistillLoss):
 
     needs = frozenset()
     description = "no distillation (cross-entropy baseline)"
-
-    def __init__(self, ctx: LossContext):
-        super().__init__(ctx)
 
     def forward(self, student: Outputs, teacher: Outputs, batch: Batch) -> Tensor:
         return torch.zeros((), device=batch.labels.device)

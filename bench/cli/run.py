@@ -70,6 +70,6 @@ def run(
     store = execute(plan_run(request))
     from bench.report import build_report
 
-    written = build_report(results_dir, datasets=[dataset], console=None if not quiet else False)
+    written = build_report(results_dir, datasets=[dataset], console=False if quiet else None)
     leaderboard = next((p for p in written if p.name == "leaderboard.csv"), store.runs_csv)
     typer.echo(f"leaderboard: {leaderboard}")
