@@ -26,16 +26,39 @@ from bench.data.stream import LoaderStream, ResidentStream
 from bench.models import Network
 from bench.progress import Reporter
 from bench.seeding import generator
+from bench.streams import StudentStreams
 from bench.timing import SectionTimer
 from losses.base import MODEL_NEEDS, Batch, DistillLoss, Need, Outputs
+from registry import ConfigError
 
 
 @dataclass(frozen=True)
 class Acceleration:
-    """Speed settings; none of them changes what is computed, only how fast (AMP: within bf16 precision)."""
+    """Speed settings; none of them changes what is computed, only how fast (AMP: within bf16
+    precision; compile: within float rounding of fused kernels)."""
 
     amp: bool = False  # bf16 autocast of the models (OT math stays fp32 inside the losses)
     channels_last: bool = False
+    compile: bool = False  # torch.compile of every network's extract (students and teacher)
+    streams: bool = False  # each student's step on its own CUDA stream (bench.streams)
+
+    @classmethod
+    def for_device(cls, device: torch.device, *, amp: bool | None = None, channels_last: bool | None = None,
+                   compile: bool = False, streams: bool = False) -> "Acceleration":
+        """The flags as asked; AMP and channels_last default to on for CUDA, where they pay."""
+        on_gpu = device.type == "cuda"
+        if streams and not on_gpu:
+            raise ConfigError(f"--streams needs a CUDA device; got {device.type} (drop --streams or pass --device cuda)")
+        return cls(amp=on_gpu if amp is None else amp, channels_last=on_gpu if channels_last is None else channels_last,
+                   compile=compile, streams=streams)
+
+    def apply(self, network: Network) -> Network:
+        """Put a network (on its device, shapes already probed) in the memory format and compiled form asked for."""
+        if self.channels_last:
+            network.to(memory_format=torch.channels_last)
+        if self.compile:
+            network.extract = torch.compile(network.extract)
+        return network
 
 
 @dataclass
@@ -154,12 +177,25 @@ def evaluate(networks: Sequence[Network], stream: ResidentStream | LoaderStream,
         total += labels.shape[0]
         for i, network in enumerate(networks):
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=accel.amp):
-                logits = network(images)
+                logits = network.extract(images, frozenset()).logits
             top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
             hits = top5 == labels[:, None]
             correct[i, 0] += hits[:, 0].sum()
             correct[i, 1] += hits.any(dim=1).sum()
     return [(float(a), float(b)) for a, b in (correct * 100 / total).tolist()]
+
+
+def cohort_step(students: Sequence[Student], teacher: Network | None, teacher_needs: frozenset[Need], images: Tensor,
+                labels: Tensor, indices: Tensor, epoch: int, step: int, accel: Acceleration,
+                streams: StudentStreams) -> None:
+    """One batch for the whole cohort: one teacher forward, then each student's step (on its own stream if asked)."""
+    if accel.channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    shared = teacher_outputs(teacher, images, teacher_needs, accel)
+    for index, student in enumerate(students):
+        with streams.member(index):
+            student.train_step(images, labels, indices, shared, epoch, step, accel)
+    streams.join()
 
 
 def train_cohort(students: Sequence[Student], teacher: Network | None, train: ResidentStream | LoaderStream,
@@ -182,12 +218,9 @@ def train_cohort(students: Sequence[Student], teacher: Network | None, train: Re
             student.loss.train()
         started = time.perf_counter()
         with reporter.epoch(f"epoch {epoch + 1}/{last} · {', '.join(s.name for s in active)}", len(train)) as bar:
+            streams = StudentStreams(len(active), train.device, accel.streams)
             for step, (images, labels, indices) in enumerate(train.epoch(epoch)):
-                if accel.channels_last:
-                    images = images.contiguous(memory_format=torch.channels_last)
-                shared = teacher_outputs(teacher, images, teacher_needs, accel)
-                for student in active:
-                    student.train_step(images, labels, indices, shared, epoch, step, accel)
+                cohort_step(active, teacher, teacher_needs, images, labels, indices, epoch, step, accel, streams)
                 bar.advance()
         scores = evaluate([s.network for s in active], test, accel)
         wall_s = time.perf_counter() - started

@@ -153,10 +153,9 @@ def _build_student(run: RunSpec, teacher: Teacher, plan: Plan) -> Student:
     torch.manual_seed(derive_seed(run.seed, "student-init"))
     network, _ = create_network(run.pair.student, data.info)
     network.to(device)
-    if request.accel.channels_last:
-        network.to(memory_format=torch.channels_last)
     context = LossContext(probe_shapes(network, data.info, device), probe_shapes(teacher.network, data.info, device),
                           len(data.train))
+    request.accel.apply(network)
     torch.manual_seed(derive_seed(run.seed, "loss-init", run.loss.name))
     loss = LOSSES.get(run.loss.name)(context, **run.loss.params).to(device)
     student = new_student(run.loss.name, run.seed, network, loss, run.train, run.loss.weight, run.loss.ce_weight)

@@ -74,7 +74,7 @@ def obtain_teacher(plan: TeacherPlan, data: LoadedDataset, seed: int, device: to
     network, _ = create_network(key if kind == "pretrained" else plan.model, data.info, pretrained=kind == "pretrained")
     if kind == "checkpoint":
         load_body_weights(network, checkpoint.load(plan.checkpoint, torch.device("cpu")))
-    network.to(device).requires_grad_(False)
+    accel.apply(network.to(device).requires_grad_(False))
     reporter.info(f"evaluating teacher {plan.source}")
     test = make_stream(data.test, data.info, 256, device, train=False, seed=seed, loading=loading)
     (top1, top5), = evaluate([network], test, accel)
@@ -88,12 +88,13 @@ def _trained_teacher(plan: TeacherPlan, key: str, data: LoadedDataset, seed: int
     torch.manual_seed(derive_seed(seed, "teacher-init"))
     network, _ = create_network(plan.model, data.info)
     network.to(device)
+    shapes = probe_shapes(network, data.info, device)
+    accel.apply(network)
     if final.is_file():
         state = checkpoint.load(final, device)
         network.load_state_dict(state["network"])
         reporter.info(f"teacher {plan.model}: cached ({state['top1']:.2f}% top-1), {final}")
         return Teacher(network.requires_grad_(False).eval(), state["top1"], state["top5"])
-    shapes = probe_shapes(network, data.info, device)
     student = new_student("teacher", seed, network, Vanilla(LossContext(shapes, shapes, len(data.train))).to(device),
                           plan.settings, weight=0.0, ce_weight=1.0)
     if partial.is_file():

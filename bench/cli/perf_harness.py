@@ -10,6 +10,19 @@ import typer
 
 from bench.cli.app import console, invocation, perf_app
 
+FLAGS = {"amp": "amp", "channels-last": "channels_last", "compile": "compile", "streams": "streams"}
+
+
+def _ablated(text: str | None) -> list[str]:
+    """``--ablate`` names -> Acceleration fields, in the order given."""
+    from registry import ConfigError
+
+    names = [n.strip() for n in (text or "").split(",") if n.strip()]
+    unknown = [n for n in names if n not in FLAGS]
+    if unknown:
+        raise ConfigError(f"unknown --ablate flag '{unknown[0]}'; expected some of: {', '.join(FLAGS)}")
+    return [FLAGS[n] for n in names]
+
 
 @perf_app.command("harness")
 def perf_harness(
@@ -23,6 +36,9 @@ def perf_harness(
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda, cuda:N.")] = "auto",
     amp: Annotated[Optional[bool], typer.Option(help="bf16 autocast [default: on for CUDA].")] = None,
     channels_last: Annotated[Optional[bool], typer.Option(help="channels_last [default: on for CUDA].")] = None,
+    compile: Annotated[bool, typer.Option("--compile", help="torch.compile every network.")] = False,
+    streams: Annotated[bool, typer.Option("--streams", help="Each student's step on its own CUDA stream.")] = False,
+    ablate: Annotated[Optional[str], typer.Option(help=f"Flags to flip one at a time, timing the cohort step again: {', '.join(FLAGS)}.")] = None,
     out: Annotated[Path, typer.Option(help="Directory for harness_<device>.csv and its plot.")] = Path("results/perf"),
 ) -> None:
     """Images/s of model-only, cohort and sequential steps; prints cohort/model-only and cohort/sequential."""
@@ -30,6 +46,7 @@ def perf_harness(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import pandas as pd
     from rich.table import Table
 
     from bench.cohort import Acceleration
@@ -46,17 +63,22 @@ def perf_harness(
         check_model_name(model)
     if batch_size < 2 or steps < 1:
         raise ConfigError(f"--batch-size must be >= 2 and --steps >= 1; got {batch_size} and {steps}")
-    on_gpu = target.type == "cuda"
-    accel = Acceleration(amp=on_gpu if amp is None else amp, channels_last=on_gpu if channels_last is None else channels_last)
+    flags = dict(amp=amp, channels_last=channels_last, compile=compile, streams=streams)
+    accel = Acceleration.for_device(target, **flags)
+    ablated = _ablated(ablate)
+    variants = [Acceleration.for_device(target, **{**flags, key: not getattr(accel, key)}) for key in ablated]
     setup = HarnessSetup(teacher, student, parse_names(losses or DEFAULT_LOSSES, LOSSES), batch_size, steps,
                          image_size, num_classes)
     frame, loss_ms = run_harness_benchmark(setup, target, accel)
-    name = device_name(target)
     step_ms = float(frame.loc[frame["mode"] == "cohort", "ms_per_step"].iloc[0])
-    frame = frame.assign(teacher=teacher, student=student, losses=",".join(setup.losses), amp=accel.amp,
-                         channels_last=accel.channels_last, device=name, command=shlex.join(invocation),
-                         **versions())
     ips = dict(zip(frame["mode"], frame["images_per_s"]))
+    flipped = [run_harness_benchmark(setup, target, variant, modes=("cohort",))[0] for variant in variants]
+    name = device_name(target)
+    frame = pd.concat([frame.assign(variant="as asked"),
+                       *(f.assign(variant=f"{key} {'on' if getattr(v, key) else 'off'}")
+                         for f, v, key in zip(flipped, variants, ablated))], ignore_index=True)
+    frame = frame.assign(teacher=teacher, student=student, losses=",".join(setup.losses), device=name,
+                         command=shlex.join(invocation), **versions())
     slug = device_slug(target, name)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / f"harness_{slug}.csv", frame.to_csv(index=False))
@@ -65,7 +87,10 @@ def perf_harness(
                       "loss,ms_per_call,share_of_cohort_step\n" + "".join(f"{k},{loss_ms[k]:.3f},{shares[k]:.4f}\n" for k in loss_ms))
 
     figure, axis = plt.subplots(figsize=(6, 3.5))
-    axis.bar(list(ips), list(ips.values()), color=["#888888", "#1f77b4", "#ff7f0e"])
+    labels = [m if v == "as asked" else f"{m}\n{v}" for m, v in zip(frame["mode"], frame["variant"])]
+    colors = {"model-only": "#888888", "cohort": "#1f77b4", "sequential": "#ff7f0e"}
+    axis.bar(labels, frame["images_per_s"], color=[colors[m] for m in frame["mode"]])
+    axis.tick_params(axis="x", labelsize=7)
     axis.set_ylabel("images / s (higher is better)")
     axis.set_title(f"{teacher} → {len(setup.losses)}× {student}, batch {batch_size}\n{name}", fontsize=9)
     figure.tight_layout()
@@ -73,9 +98,9 @@ def perf_harness(
         figure.savefig(out / f"harness_{slug}.{suffix}", dpi=120)
     plt.close(figure)
 
-    table = Table("mode", "ms/step", "images/s")
+    table = Table("mode", "flags", "ms/step", "images/s")
     for row in frame.itertuples():
-        table.add_row(row.mode, f"{row.ms_per_step:.1f}", f"{row.images_per_s:.1f}")
+        table.add_row(row.mode, row.variant, f"{row.ms_per_step:.1f}", f"{row.images_per_s:.1f}")
     console().print(table)
     console().print(f"cohort / model-only throughput: {ips['cohort'] / ips['model-only']:.2f}   "
                     f"cohort / sequential: {ips['cohort'] / ips['sequential']:.2f}")

@@ -53,18 +53,21 @@ def run(
     sequential: Annotated[bool, typer.Option(help="Train students one after another instead of as a cohort.")] = False,
     amp: Annotated[Optional[bool], typer.Option(help="bf16 autocast of the models [default: on for CUDA].")] = None,
     channels_last: Annotated[Optional[bool], typer.Option(help="channels_last memory format [default: on for CUDA].")] = None,
+    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the student and teacher networks.")] = False,
+    streams: Annotated[bool, typer.Option("--streams", help="Each student's step on its own CUDA stream.")] = False,
     data_path: Annotated[str, typer.Option(help="resident (in-memory datasets on the device) or loader (DataLoader + torchvision transforms).")] = "resident",
     workers: Annotated[int, typer.Option(help="DataLoader workers (loader path and datasets not held in memory).")] = 4,
     quiet: Annotated[bool, typer.Option(help="No progress output.")] = False,
 ) -> None:
     """Train one student per loss as a cohort, append one row per run to the results, update the leaderboard."""
-    on_gpu = resolve_device(device).type == "cuda"
+    accel = Acceleration.for_device(resolve_device(device), amp=amp, channels_last=channels_last, compile=compile,
+                                    streams=streams)
     request = RunRequest(
         dataset=dataset, losses=losses, seeds=parse_seeds(seeds), pair=pair, teacher=teacher, student=student,
         protocol=protocol, epochs=epochs, batch_size=batch_size, lr=lr, overrides=tuple(set_ or ()), device=device,
         results_dir=results_dir, data_dir=data_dir, download=download, train_split=train_split, cache_dir=cache_dir,
         teacher_checkpoint=teacher_checkpoint, sequential=sequential,
-        accel=Acceleration(amp=on_gpu if amp is None else amp, channels_last=on_gpu if channels_last is None else channels_last),
+        accel=accel,
         loading=Loading(data_path, workers), quiet=quiet, command=shlex.join(invocation),
     )
     store = execute(plan_run(request))

@@ -9,28 +9,31 @@ Three measurements on the same synthetic, CIFAR-shaped data held on the device:
 3. ``sequential`` — the same N students trained one at a time, each with its own teacher forward
    (what running one job per loss costs).
 
-It measures and reports ratios; it never asserts timings.
+Every row carries the acceleration flags it ran with; the CLI's ``--ablate`` repeats the cohort
+measurement with single flags flipped. It measures and reports ratios; it never asserts timings.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Callable
 
 import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from bench.cohort import Acceleration, Student, new_student, teacher_outputs
+from bench.cohort import Acceleration, Student, cohort_step, new_student, teacher_outputs
 from bench.config import TrainSettings, resolve_loss
 from bench.data.base import DatasetInfo, ImageTensors
 from bench.data.stream import ResidentStream
-from bench.models import Network, create_network, probe_shapes
+from bench.models import create_network, probe_shapes
+from bench.streams import StudentStreams
 from losses import LOSSES, LossContext
-from losses.base import MODEL_NEEDS, Need, Outputs
+from losses.base import MODEL_NEEDS, ModelShapes, Need
 
 DEFAULT_LOSSES = "kd,fitnet,at,sp,crd,dkd,dist,ot-ipot"
+MODES = ("model-only", "cohort", "sequential")
 ROUNDS = 2
 SETTINGS = TrainSettings(epochs=1, batch_size=64, lr=0.05, momentum=0.9, weight_decay=5e-4, milestones=(), gamma=0.1)
 
@@ -51,17 +54,16 @@ def _info(setup: HarnessSetup) -> DatasetInfo:
                        (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), augment="crop-flip")
 
 
-def _students(setup: HarnessSetup, info: DatasetInfo, teacher: Network, device: torch.device,
+def _students(setup: HarnessSetup, info: DatasetInfo, teacher_shapes: ModelShapes, device: torch.device,
               num_train: int, accel: Acceleration) -> list[Student]:
     students = []
     for name in setup.losses:
         torch.manual_seed(0)
         network, _ = create_network(setup.student, info)
         network.to(device)
-        if accel.channels_last:
-            network.to(memory_format=torch.channels_last)
         spec = resolve_loss(name, {}, {})
-        context = LossContext(probe_shapes(network, info, device), probe_shapes(teacher, info, device), num_train)
+        context = LossContext(probe_shapes(network, info, device), teacher_shapes, num_train)
+        accel.apply(network)
         loss = LOSSES.get(spec.name)(context, **spec.params).to(device)
         students.append(new_student(spec.name, 0, network, loss, SETTINGS, spec.weight, spec.ce_weight))
     return students
@@ -81,9 +83,10 @@ def _timed(step: Callable[[int], None], steps: int, device: torch.device) -> flo
     return (time.perf_counter() - start) / steps
 
 
-def run_harness_benchmark(setup: HarnessSetup, device: torch.device,
-                          accel: Acceleration) -> tuple[pd.DataFrame, dict[str, float | None]]:
-    """Per mode: ms/step and images/s; plus each loss's mean ms per call inside the cohort step."""
+def run_harness_benchmark(setup: HarnessSetup, device: torch.device, accel: Acceleration,
+                          modes: tuple[str, ...] = MODES) -> tuple[pd.DataFrame, dict[str, float | None]]:
+    """Per mode: ms/step and images/s (with the acceleration flags that made them); plus each loss's
+    mean ms per call inside the cohort step."""
     info = _info(setup)
     generator = torch.Generator().manual_seed(0)
     count = setup.batch_size * (setup.steps + 2)
@@ -91,12 +94,15 @@ def run_harness_benchmark(setup: HarnessSetup, device: torch.device,
                                       generator=generator), torch.arange(count) % setup.num_classes)
     stream = ResidentStream(data, info, setup.batch_size, device, train=True, seed=0)
     batches = list(stream.epoch(0))
-    raw = [(data.images[i * setup.batch_size:(i + 1) * setup.batch_size].to(device),
+    memory_format = torch.channels_last if accel.channels_last else torch.contiguous_format
+    raw = [(data.images[i * setup.batch_size:(i + 1) * setup.batch_size].to(device, memory_format=memory_format),
             data.labels[i * setup.batch_size:(i + 1) * setup.batch_size].to(device)) for i in range(len(batches))]
     torch.manual_seed(0)
     teacher, _ = create_network(setup.teacher, info)
     teacher.to(device).eval().requires_grad_(False)
-    students = _students(setup, info, teacher, device, count, accel)
+    students = _students(setup, info, probe_shapes(teacher, info, device), device, count, accel)
+    accel.apply(teacher)
+    streams = StudentStreams(len(students), device, accel.streams)
     all_needs = frozenset().union(*(s.loss.needs & MODEL_NEEDS for s in students))
 
     def model_only(i: int) -> None:
@@ -104,7 +110,7 @@ def run_harness_benchmark(setup: HarnessSetup, device: torch.device,
         teacher_outputs(teacher, images, frozenset({Need.LOGITS}), accel)
         for s in students:
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=accel.amp):
-                loss = F.cross_entropy(s.network(images).float(), labels)
+                loss = F.cross_entropy(s.network.extract(images, frozenset()).logits.float(), labels)
             s.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             s.optimizer.step()
@@ -112,23 +118,21 @@ def run_harness_benchmark(setup: HarnessSetup, device: torch.device,
     def cohort(i: int) -> None:
         epoch_batches = stream.epoch(i)  # the real data path: order + augmentation on the device
         images, labels, indices = next(iter(epoch_batches))
-        shared = teacher_outputs(teacher, images, all_needs, accel)
-        for s in students:
-            s.train_step(images, labels, indices, shared, 0, i, accel)
+        cohort_step(students, teacher, all_needs, images, labels, indices, 0, i, accel, streams)
 
     def sequential(i: int) -> None:
         images, labels, indices = next(iter(stream.epoch(i)))
-        for s in students:
-            own = teacher_outputs(teacher, images, s.loss.needs & MODEL_NEEDS, accel) if s.loss.needs & MODEL_NEEDS else Outputs()
-            s.train_step(images, labels, indices, own, 0, i, accel)
+        for s in students:  # a cohort of one, with its own teacher forward
+            cohort_step([s], teacher, s.loss.needs & MODEL_NEEDS, images, labels, indices, 0, i, accel, alone)
 
-    modes = {"model-only": model_only, "cohort": cohort, "sequential": sequential}
+    alone = StudentStreams(1, device, enabled=False)
+    steps = {"model-only": model_only, "cohort": cohort, "sequential": sequential}
     best = {mode: float("inf") for mode in modes}
     for _ in range(ROUNDS):  # interleaved rounds, fastest kept: no mode profits from running later
-        for mode, step in modes.items():
-            best[mode] = min(best[mode], _timed(step, setup.steps, device))
+        for mode in modes:
+            best[mode] = min(best[mode], _timed(steps[mode], setup.steps, device))
     frame = pd.DataFrame([{"mode": mode, "ms_per_step": seconds * 1000, "images_per_s": setup.batch_size / seconds}
                           for mode, seconds in best.items()])
     frame["students"] = len(students)
     frame["batch_size"] = setup.batch_size
-    return frame, {s.name: s.timer.mean_ms("loss") for s in students}
+    return frame.assign(**asdict(accel)), {s.name: s.timer.mean_ms("loss") for s in students}
