@@ -1,8 +1,9 @@
 """What every CIFAR architecture of the zoo shares: timm's model surface, config and registration.
 
-A family builds four parts and :class:`CifarNet` provides the rest of timm's surface
-(``forward_features``, ``forward_head``, ``forward_intermediates``, ``prune_intermediate_layers``,
-``get_classifier``, ``reset_classifier``, ``set_grad_checkpointing``, ``group_matcher``):
+A family builds up to four parts and hands them to :meth:`CifarNet.assemble`; :class:`CifarNet`
+provides the rest of timm's surface (``forward_features``, ``forward_head``,
+``forward_intermediates``, ``prune_intermediate_layers``, ``get_classifier``, ``reset_classifier``,
+``set_grad_checkpointing``, ``group_matcher``):
 
 * ``stem`` — the input layer(s); its output is feature 0;
 * ``stages`` — an ``nn.Sequential``; the output of ``stages[i]`` is feature ``i + 1``;
@@ -16,7 +17,7 @@ global pool sees, which differs from the last stage's width where there is a ``c
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple, Sequence
 
 import torch
 import torch.nn as nn
@@ -90,6 +91,14 @@ def build_cifar_model(model_cls: type[nn.Module], variant: str, pretrained: bool
     return model
 
 
+class Stage(NamedTuple):
+    """One stage as a family builds it: the module, its output channels and its overall stride."""
+
+    module: nn.Module
+    out_chs: int
+    stride: int
+
+
 def conv_bn(in_chs: int, out_chs: int, kernel_size: int = 3, stride: int = 1, groups: int = 1, act: bool = True):
     """Convolution (no bias, 'same' padding) + BatchNorm, followed by ReLU when ``act``."""
     layers = [
@@ -104,9 +113,9 @@ def conv_bn(in_chs: int, out_chs: int, kernel_size: int = 3, stride: int = 1, gr
 class CifarNet(nn.Module):
     """Base of the CIFAR architectures: timm's model surface over ``stem``/``stages``/``norm``/``conv_head``.
 
-    A subclass calls ``super().__init__(in_chans, drop_rate)``, builds ``stem``, ``stages``, ``norm``
-    and ``conv_head``, fills ``feature_info`` and finishes with ``self.reset_classifier(num_classes,
-    global_pool)`` once ``num_features`` is set.
+    A subclass calls ``super().__init__(in_chans, drop_rate)``, builds its stem and stages (in that
+    order: construction order is the order random initialisation draws in) and hands them to
+    :meth:`assemble`.
 
     The constructor arguments every family takes:
 
@@ -125,6 +134,25 @@ class CifarNet(nn.Module):
         self.feature_info: list[dict[str, Any]] = []
         self.num_features = self.head_hidden_size = 0
         self.num_classes = 0
+
+    def assemble(self, stem: nn.Module, stem_chs: int, stages: Sequence[Stage], num_classes: int, global_pool: str,
+                 *, stem_reduction: int = 1, norm: nn.Module | None = None, head: tuple[nn.Module, int] | None = None) -> None:
+        """Register the parts (stem, stages, norm, conv_head, then the classifier, always in this order),
+        describe every tap in ``feature_info`` and size the classifier.
+
+        ``head`` is a family's ``(conv_head, its output channels)``; without one the pool sees the last stage.
+        """
+        self.stem = stem
+        self.feature_info = [dict(num_chs=stem_chs, reduction=stem_reduction, module='stem')]
+        reduction = stem_reduction
+        for i, stage in enumerate(stages):
+            reduction *= stage.stride
+            self.feature_info.append(dict(num_chs=stage.out_chs, reduction=reduction, module=f'stages.{i}'))
+        self.stages = nn.Sequential(*(stage.module for stage in stages))
+        self.norm = norm or nn.Identity()
+        self.conv_head, num_features = head or (nn.Identity(), stages[-1].out_chs)
+        self.num_features = self.head_hidden_size = num_features
+        self.reset_classifier(num_classes, global_pool)
 
     @torch.jit.ignore
     def init_weights(self, linear_std: float | None = None) -> None:

@@ -25,7 +25,7 @@ import torch.nn as nn
 
 from timm.models import generate_default_cfgs
 
-from bench.zoo._base import CifarNet, build_cifar_model, cifar_cfg, conv_bn, register_model
+from bench.zoo._base import CifarNet, Stage, build_cifar_model, cifar_cfg, conv_bn, register_model
 
 __all__ = ['CifarResNet', 'BasicBlock', 'Bottleneck']
 
@@ -91,25 +91,16 @@ class CifarResNet(CifarNet):
             global_pool: str = 'avg',
     ) -> None:
         super().__init__(in_chans, drop_rate)
-        self.stem = conv_bn(in_chans, stem_width, 3)
-        self.feature_info = [dict(num_chs=stem_width, reduction=1, module='stem')]
-
-        stages, in_chs, reduction = [], stem_width, 1
+        stem = conv_bn(in_chans, stem_width, 3)
+        stages, in_chs = [], stem_width
         for i, (depth, planes) in enumerate(zip(layers, channels)):
             stride = 1 if i == 0 else 2
-            reduction *= stride
             blocks = []
             for j in range(depth):
                 blocks.append(block(in_chs, planes, stride if j == 0 else 1))
                 in_chs = planes * block.expansion
-            stages.append(nn.Sequential(*blocks))
-            self.feature_info.append(dict(num_chs=in_chs, reduction=reduction, module=f'stages.{i}'))
-        self.stages = nn.Sequential(*stages)
-        self.norm = nn.Identity()
-        self.conv_head = nn.Identity()
-
-        self.num_features = self.head_hidden_size = in_chs
-        self.reset_classifier(num_classes, global_pool)
+            stages.append(Stage(nn.Sequential(*blocks), in_chs, stride))
+        self.assemble(stem, stem_width, stages, num_classes, global_pool)
         self.init_weights()
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import torch.nn as nn
 from timm.models import generate_default_cfgs
 
-from bench.zoo._base import CifarNet, build_cifar_model, cifar_cfg, register_model
+from bench.zoo._base import CifarNet, Stage, build_cifar_model, cifar_cfg, register_model
 
 __all__ = ['CifarVGG']
 
@@ -49,22 +49,13 @@ class CifarVGG(CifarNet):
             global_pool: str = 'avg',
     ) -> None:
         super().__init__(in_chans, drop_rate)
-        self.stem = _conv_group(in_chans, cfg[0], pool=False)
-        self.feature_info = [dict(num_chs=cfg[0][-1], reduction=1, module='stem')]
-
-        stages, in_chs, reduction = [], cfg[0][-1], 1
+        stem = _conv_group(in_chans, cfg[0], pool=False)
+        stages, in_chs = [], cfg[0][-1]
         for i, widths in enumerate(cfg[1:]):
             pool = i < len(cfg) - 2  # no pooling before the last group
-            reduction *= 2 if pool else 1
-            stages.append(_conv_group(in_chs, widths, pool))
+            stages.append(Stage(_conv_group(in_chs, widths, pool), widths[-1], 2 if pool else 1))
             in_chs = widths[-1]
-            self.feature_info.append(dict(num_chs=in_chs, reduction=reduction, module=f'stages.{i}'))
-        self.stages = nn.Sequential(*stages)
-        self.norm = nn.Identity()
-        self.conv_head = nn.Identity()
-
-        self.num_features = self.head_hidden_size = in_chs
-        self.reset_classifier(num_classes, global_pool)
+        self.assemble(stem, cfg[0][-1], stages, num_classes, global_pool)
         self.init_weights(linear_std=0.01)
 
 

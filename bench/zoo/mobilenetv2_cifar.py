@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 from timm.models import generate_default_cfgs
 
-from bench.zoo._base import CifarNet, build_cifar_model, cifar_cfg, conv_bn, register_model
+from bench.zoo._base import CifarNet, Stage, build_cifar_model, cifar_cfg, conv_bn, register_model
 
 __all__ = ['MobileNetV2Cifar', 'InvertedResidual']
 
@@ -75,29 +75,21 @@ class MobileNetV2Cifar(CifarNet):
             global_pool: str = 'avg',
     ) -> None:
         super().__init__(in_chans, drop_rate)
-        in_chs = int(stem_chs * width_mult)
-        self.stem = conv_bn(in_chans, in_chs, 3, stride=2)
-        reduction = 2
-        self.feature_info = [dict(num_chs=in_chs, reduction=reduction, module='stem')]
-
+        in_chs = stem_out = int(stem_chs * width_mult)
+        stem = conv_bn(in_chans, stem_out, 3, stride=2)
         stages = []
-        for i, groups in enumerate(arch):
-            blocks = []
+        for groups in arch:
+            blocks, stage_stride = [], 1
             for expand_ratio, chs, n, stride in groups:
                 out_chs = int(chs * width_mult)
                 for j in range(n):
                     blocks.append(InvertedResidual(in_chs, out_chs, stride if j == 0 else 1, expand_ratio))
                     in_chs = out_chs
-                reduction *= stride
-            stages.append(nn.Sequential(*blocks))
-            self.feature_info.append(dict(num_chs=in_chs, reduction=reduction, module=f'stages.{i}'))
-        self.stages = nn.Sequential(*stages)
-        self.norm = nn.Identity()
+                stage_stride *= stride
+            stages.append(Stage(nn.Sequential(*blocks), in_chs, stage_stride))
         head_chs = int(head_chs * width_mult) if width_mult > 1.0 else head_chs
-        self.conv_head = conv_bn(in_chs, head_chs, 1)
-
-        self.num_features = self.head_hidden_size = head_chs
-        self.reset_classifier(num_classes, global_pool)
+        self.assemble(stem, stem_out, stages, num_classes, global_pool, stem_reduction=2,
+                      head=(conv_bn(in_chs, head_chs, 1), head_chs))
         self.init_weights(linear_std=0.01)
 
 

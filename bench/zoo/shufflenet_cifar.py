@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 from timm.models import generate_default_cfgs
 
-from bench.zoo._base import CifarNet, build_cifar_model, cifar_cfg, conv_bn, register_model
+from bench.zoo._base import CifarNet, Stage, build_cifar_model, cifar_cfg, conv_bn, register_model
 
 __all__ = ['ShuffleNetV1Cifar', 'ShuffleNetV2Cifar']
 
@@ -84,25 +84,16 @@ class ShuffleNetV1Cifar(CifarNet):
             global_pool: str = 'avg',
     ) -> None:
         super().__init__(in_chans, drop_rate)
-        self.stem = conv_bn(in_chans, stem_chs, 1)
-        self.feature_info = [dict(num_chs=stem_chs, reduction=1, module='stem')]
-
-        stages, in_chs, reduction = [], stem_chs, 1
+        stem = conv_bn(in_chans, stem_chs, 1)
+        stages, in_chs = [], stem_chs
         for i, (out_chs, units) in enumerate(zip(stage_chs, stage_units)):
-            reduction *= 2
             blocks = []
             for j in range(units):
                 first_groups = 1 if i == 0 and j == 0 else groups
                 blocks.append(ShuffleV1Unit(in_chs, out_chs, 2 if j == 0 else 1, groups, first_groups))
                 in_chs = out_chs
-            stages.append(nn.Sequential(*blocks))
-            self.feature_info.append(dict(num_chs=out_chs, reduction=reduction, module=f'stages.{i}'))
-        self.stages = nn.Sequential(*stages)
-        self.norm = nn.Identity()
-        self.conv_head = nn.Identity()
-
-        self.num_features = self.head_hidden_size = in_chs
-        self.reset_classifier(num_classes, global_pool)
+            stages.append(Stage(nn.Sequential(*blocks), out_chs, 2))
+        self.assemble(stem, stem_chs, stages, num_classes, global_pool)
 
 
 class ShuffleV2DownUnit(nn.Module):
@@ -166,22 +157,13 @@ class ShuffleNetV2Cifar(CifarNet):
             global_pool: str = 'avg',
     ) -> None:
         super().__init__(in_chans, drop_rate)
-        self.stem = conv_bn(in_chans, stem_chs, 1)
-        self.feature_info = [dict(num_chs=stem_chs, reduction=1, module='stem')]
-
-        stages, in_chs, reduction = [], stem_chs, 1
-        for i, (out_chs, units) in enumerate(zip(stage_chs, stage_units)):
-            reduction *= 2
+        stem = conv_bn(in_chans, stem_chs, 1)
+        stages, in_chs = [], stem_chs
+        for out_chs, units in zip(stage_chs, stage_units):
             blocks = [ShuffleV2DownUnit(in_chs, out_chs)] + [ShuffleV2Unit(out_chs) for _ in range(units)]
-            stages.append(nn.Sequential(*blocks))
+            stages.append(Stage(nn.Sequential(*blocks), out_chs, 2))
             in_chs = out_chs
-            self.feature_info.append(dict(num_chs=out_chs, reduction=reduction, module=f'stages.{i}'))
-        self.stages = nn.Sequential(*stages)
-        self.norm = nn.Identity()
-        self.conv_head = conv_bn(in_chs, head_chs, 1)
-
-        self.num_features = self.head_hidden_size = head_chs
-        self.reset_classifier(num_classes, global_pool)
+        self.assemble(stem, stem_chs, stages, num_classes, global_pool, head=(conv_bn(in_chs, head_chs, 1), head_chs))
 
 
 def _create_v1(variant: str, pretrained: bool = False, **kwargs: Any) -> ShuffleNetV1Cifar:

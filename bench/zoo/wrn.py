@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 from timm.models import generate_default_cfgs
 
-from bench.zoo._base import CifarNet, build_cifar_model, cifar_cfg, register_model
+from bench.zoo._base import CifarNet, Stage, build_cifar_model, cifar_cfg, register_model
 
 __all__ = ['WideResNet', 'PreActBlock']
 
@@ -69,24 +69,16 @@ class WideResNet(CifarNet):
         if (depth - 4) % 6:
             raise ValueError(f"WRN depth must be 6n + 4 (16, 22, 28, 40, ...), got {depth}")
         n = (depth - 4) // 6
-        self.stem = nn.Conv2d(in_chans, 16, 3, 1, padding=1, bias=False)
-        self.feature_info = [dict(num_chs=16, reduction=1, module='stem')]
-
-        stages, in_chs, reduction = [], 16, 1
+        stem = nn.Conv2d(in_chans, 16, 3, 1, padding=1, bias=False)
+        stages, in_chs = [], 16
         for i, width in enumerate((16 * widen_factor, 32 * widen_factor, 64 * widen_factor)):
             stride = 1 if i == 0 else 2
-            reduction *= stride
-            stages.append(nn.Sequential(*[
+            stages.append(Stage(nn.Sequential(*[
                 PreActBlock(in_chs if j == 0 else width, width, stride if j == 0 else 1) for j in range(n)
-            ]))
+            ]), width, stride))
             in_chs = width
-            self.feature_info.append(dict(num_chs=width, reduction=reduction, module=f'stages.{i}'))
-        self.stages = nn.Sequential(*stages)
-        self.norm = nn.Sequential(nn.BatchNorm2d(in_chs), nn.ReLU(inplace=True))
-        self.conv_head = nn.Identity()
-
-        self.num_features = self.head_hidden_size = in_chs
-        self.reset_classifier(num_classes, global_pool)
+        self.assemble(stem, 16, stages, num_classes, global_pool,
+                      norm=nn.Sequential(nn.BatchNorm2d(in_chs), nn.ReLU(inplace=True)))
         self.init_weights()
         nn.init.zeros_(self.fc.bias)
 
