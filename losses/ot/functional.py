@@ -154,8 +154,8 @@ def _sinkhorn_potentials(cost: Tensor, log_a: Tensor, log_b: Tensor, schedule, f
     ``[B, n, 1]`` and ``g`` ``[B, 1, m]``. After the last update the row marginal is exact.
     """
     for eps in schedule:
-        g = -eps * torch.logsumexp(log_a + (f - cost) / eps, dim=-2, keepdim=True)
-        f = -eps * torch.logsumexp(log_b + (g - cost) / eps, dim=-1, keepdim=True)
+        g = -eps * torch.logsumexp((f - cost).div_(eps).add_(log_a), dim=-2, keepdim=True)
+        f = -eps * torch.logsumexp((g - cost).div_(eps).add_(log_b), dim=-1, keepdim=True)
     return f, g
 
 
