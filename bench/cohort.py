@@ -32,6 +32,9 @@ from losses.base import MODEL_NEEDS, Batch, DistillLoss, Need, Outputs
 from registry import ConfigError
 
 
+COMPILED_GRAPHS = 64
+
+
 @dataclass(frozen=True)
 class Acceleration:
     """Speed settings; none of them changes what is computed, only how fast (AMP: within bf16
@@ -57,6 +60,9 @@ class Acceleration:
         if self.channels_last:
             network.to(memory_format=torch.channels_last)
         if self.compile:
+            # one graph per architecture, needs and train/eval mode, shared by same-architecture
+            # students; a cohort can need more than dynamo's default of 8 before it falls back to eager
+            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, COMPILED_GRAPHS)
             network.extract = torch.compile(network.extract)
         return network
 
