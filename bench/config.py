@@ -149,8 +149,16 @@ def hyperparameters(cls: type) -> dict[str, inspect.Parameter]:
     return {n: p for n, p in signature.parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
 
-def resolve_loss(name: str, recipe: Mapping[str, Any], overrides: Mapping[str, Any]) -> LossSpec:
-    """Loss recipe <- dataset recipe ``[losses.<name>]`` <- CLI ``--set name.key=value``.
+def pair_loss_settings(pair: Pair, dataset: str) -> dict[str, dict[str, Any]]:
+    """The catalog's ``losses.<loss>`` of ``pair``: settings tuned for the pair on its own dataset only."""
+    entry = pair_catalog().get(pair.name, {})
+    return entry.get("losses", {}) if entry.get("dataset") == dataset else {}
+
+
+def resolve_loss(name: str, recipe: Mapping[str, Any], overrides: Mapping[str, Any],
+                 pair_settings: Mapping[str, Any] | None = None) -> LossSpec:
+    """Loss recipe <- dataset recipe ``[losses.<name>]`` <- the pair's ``losses.<name>``
+    (:func:`pair_loss_settings`) <- CLI ``--set name.key=value``.
 
     Keys ``weight`` and ``ce_weight`` set the loss weights; every other key is a hyperparameter,
     checked against the loss's constructor. A plugin loss without a recipe uses its own defaults
@@ -159,7 +167,8 @@ def resolve_loss(name: str, recipe: Mapping[str, Any], overrides: Mapping[str, A
     entry = LOSSES.entry(name)
     cls = entry.load()
     merged: dict[str, Any] = {"weight": 1.0, "ce_weight": 1.0}
-    for layer in (loss_recipes().get(entry.name, {}), recipe.get("losses", {}).get(entry.name, {})):
+    layers = (loss_recipes(), recipe.get("losses", {}), pair_settings or {})
+    for layer in (layer.get(entry.name, {}) for layer in layers):
         merged.update({k: v for k, v in layer.items() if k not in ("params", "source")})
         merged.update(layer.get("params", {}))
     merged.update(overrides)

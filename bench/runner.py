@@ -20,7 +20,8 @@ import torch
 from bench import checkpoint
 from bench.cohort import Acceleration, Student, new_student, train_cohort
 from bench.config import (
-    STANDARD_PROTOCOL, LossSpec, RunSpec, dataset_recipe, parse_overrides, resolve_loss, resolve_pair, resolve_train,
+    STANDARD_PROTOCOL, LossSpec, RunSpec, dataset_recipe, pair_loss_settings, parse_overrides, resolve_loss,
+    resolve_pair, resolve_train,
 )
 from bench.data import DATASETS, DataRequest, LoadedDataset, load_dataset, make_stream
 from bench.data.stream import Loading
@@ -88,7 +89,8 @@ def plan_run(request: RunRequest) -> Plan:
     cli = {"epochs": request.epochs, "batch_size": request.batch_size, "lr": request.lr}
     settings = resolve_train(recipe, request.protocol, pair.student, cli)
     teacher_settings = resolve_train(recipe, request.protocol, None, cli)
-    loss_specs = [resolve_loss(name, recipe, overrides.get(name, {})) for name in loss_names]
+    tuned = pair_loss_settings(pair, request.dataset)
+    loss_specs = [resolve_loss(name, recipe, overrides.get(name, {}), tuned) for name in loss_names]
     data = load_dataset(request.dataset, DataRequest(request.data_dir, request.download, request.train_split))
     _, stem = create_network(pair.student, data.info)
     store = ResultsStore(request.results_dir, request.dataset)

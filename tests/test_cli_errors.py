@@ -51,5 +51,6 @@ def test_usage_errors_are_one_line_too(cli):
 def test_catalog_commands_list_the_choices(cli):
     pairs = cli("pairs", "list")
     assert pairs.code == 0 and "resnet32x4-resnet8x4" in pairs.out and "wrn_40_2-shufflenetv1_cifar" in pairs.out
+    assert "dkd beta=2.0" in pairs.out  # resnet56-resnet20's tuned DKD setting
     datasets = cli("datasets", "list")
     assert datasets.code == 0 and all(n in datasets.out for n in ("cifar100", "svhn", "imagenet", "fashion-mnist"))

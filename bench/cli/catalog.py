@@ -30,13 +30,20 @@ def list_datasets() -> None:
 
 @pairs_app.command("list")
 def list_pairs(dataset: str = typer.Option(None, help="Only pairs meant for this dataset.")) -> None:
-    """Every named pair: teacher, student, the dataset it is meant for, same or cross architecture."""
+    """Every named pair: teacher, student, the dataset it is meant for, same or cross architecture,
+    and loss settings tuned for it."""
     catalog = pair_catalog()
     if dataset is not None:
         DATASETS.entry(dataset)
-    table = Table("pair", "teacher", "student", "dataset", "kind", "teacher weights")
+    table = Table("pair", "teacher", "student", "dataset", "kind", "teacher weights", "tuned for the pair")
     for name, entry in catalog.items():
         if dataset in (None, entry["dataset"]):
             teacher, student = name.split("-")
-            table.add_row(name, teacher, student, entry["dataset"], entry["kind"], entry.get("teacher_weights", "trained"))
+            tuned = ", ".join(f"{loss} {_settings(s)}" for loss, s in entry.get("losses", {}).items()) or "–"
+            table.add_row(name, teacher, student, entry["dataset"], entry["kind"], entry.get("teacher_weights", "trained"),
+                          tuned)
     console().print(table)
+
+
+def _settings(layer: dict) -> str:
+    return " ".join(f"{k}={v}" for k, v in {**layer, **layer.get("params", {})}.items() if k not in ("params", "source"))
