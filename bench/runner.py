@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable, Iterator
 
 import torch
 
@@ -24,7 +25,7 @@ from bench.config import (
     resolve_pair, resolve_train,
 )
 from bench.data import DATASETS, DataRequest, LoadedDataset, load_dataset, make_stream
-from bench.data.stream import Loading
+from bench.data.stream import LoaderStream, Loading, ResidentStream
 from bench.environment import device_name, resolve_device, versions
 from bench.models import check_model_name, create_network, probe_shapes
 from bench.progress import Reporter
@@ -134,7 +135,7 @@ def _train_and_record(runs: list[RunSpec], teacher: Teacher, plan: Plan, store: 
     settings = runs[0].train
     train = make_stream(data.train, data.info, settings.batch_size, device, train=True, seed=seed, loading=request.loading)
     test = make_stream(data.test, data.info, 256, device, train=False, seed=seed, loading=request.loading)
-    students = [_build_student(run, teacher, plan) for run in runs]
+    students = [_build_student(run, teacher, plan, reporter) for run in runs]
     by_student = dict(zip(map(id, students), runs))
     started = time.perf_counter()
 
@@ -149,7 +150,7 @@ def _train_and_record(runs: list[RunSpec], teacher: Teacher, plan: Plan, store: 
     reporter.info(f"seed {seed}: {len(students)} student(s) trained in {time.perf_counter() - started:.0f} s")
 
 
-def _build_student(run: RunSpec, teacher: Teacher, plan: Plan) -> Student:
+def _build_student(run: RunSpec, teacher: Teacher, plan: Plan, reporter: Reporter) -> Student:
     """Same seed -> same initial weights for every loss; the loss's own parts seeded per loss."""
     request, data, device = plan.request, plan.data, plan.device
     torch.manual_seed(derive_seed(run.seed, "student-init"))
@@ -167,16 +168,30 @@ def _build_student(run: RunSpec, teacher: Teacher, plan: Plan) -> Student:
         return student
     stream = make_stream(data.train, data.info, run.train.batch_size, device, train=True,
                          seed=derive_seed(run.seed, "prepare"), loading=request.loading)
-    epochs = itertools.count()  # each call of batches() is the next epoch: new order, new augmentation
     loss.prepare(Preparation(
         teacher=teacher.network, student=network,
-        batches=lambda: stream.epoch(next(epochs)),
+        batches=_passes(stream, reporter, f"{run.loss.name} preparation (seed {run.seed})"),
         extract=lambda model, images, needs: model.extract(images, needs),
         device=device, generator=generator(device, run.seed, "prepare", run.loss.name),
         cache_dir=request.cache_dir / "prepare" / f"{run.dataset}-{run.teacher_source.replace(':', '-')}",
         params=vars(run.train),
     ))
     return student
+
+
+def _passes(stream: ResidentStream | LoaderStream, reporter: Reporter, label: str) -> Callable[[], Iterator]:
+    """``batches()`` for a preparation stage: each call is the next epoch (new order, new augmentation),
+    shown as progress like a training epoch."""
+    epochs = itertools.count()
+
+    def batches() -> Iterator:
+        epoch = next(epochs)
+        with reporter.epoch(f"{label} · pass {epoch + 1}", len(stream)) as bar:
+            for batch in stream.epoch(epoch):
+                yield batch
+                bar.advance()
+
+    return batches
 
 
 def result_row(run: RunSpec, student: Student, teacher: Teacher, plan: Plan, command: str) -> dict:
