@@ -336,3 +336,44 @@ def test_bad_options_are_config_errors_naming_the_choices(call, message):
     x, y, _, _ = clouds()
     with pytest.raises(ConfigError, match=message):
         call(x, y)
+
+
+# -- the fast paths: equal, unweighted clouds; one exponential per Sinkhorn sweep ---------------
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("cost", sorted(COSTS_POT))
+def test_emd_of_equal_unweighted_clouds_is_the_assignment_pot_finds(seed, cost):
+    x, y, _, _ = clouds(n=12, m=12, d=3, seed=seed)
+    M = ot.dist(*np_(x, y), metric=COSTS_POT[cost])
+    expected = ot.emd2(np.ones(12) / 12, np.ones(12) / 12, M)
+    xg = leaf(x)
+    value = otf.emd(xg, y, cost=cost)
+    value.backward()
+    assert value.item() == pytest.approx(expected, rel=1e-10)
+    weighted = leaf(x)  # the network simplex, reached by passing the uniform weights explicitly
+    otf.emd(weighted, y, torch.full((12,), 1 / 12, dtype=x.dtype), torch.full((12,), 1 / 12, dtype=x.dtype), cost=cost).backward()
+    torch.testing.assert_close(xg.grad, weighted.grad)
+
+
+@pytest.mark.parametrize("p", [1, 2])
+def test_sliced_of_equal_unweighted_clouds_matches_pot(p):
+    x, y, _, _ = clouds(n=9, m=9, d=4)
+    P = unit_projections(20, 4)
+    directions = (P / P.norm(dim=1, keepdim=True)).T.numpy()
+    expected = ot.sliced_wasserstein_distance(*np_(x, y), projections=directions, p=p) ** p
+    assert otf.sliced_wasserstein(x, y, projections=P, p=p).item() == pytest.approx(expected, rel=1e-10)
+    expected_max = ot.max_sliced_wasserstein_distance(*np_(x, y), projections=directions, p=p) ** p
+    assert otf.max_sliced_wasserstein(x, y, projections=P, p=p).item() == pytest.approx(expected_max, rel=1e-10)
+
+
+def test_sinkhorn_in_float32_follows_pot_where_exp_of_the_cost_underflows():
+    """At C / eps up to ~2e4 every exp(-C / eps) of a row can underflow in float32; the sweep's
+    shifted exponentials must still give POT's float64 log-domain updates, iteration for iteration."""
+    x, y, _, _ = clouds(n=24, m=16, d=3, seed=3)
+    x = x * 4.0  # far-apart points: costs up to ~200
+    M = ot.dist(*np_(x, y))
+    eps = 0.01
+    assert (M / eps).max() > 1e4
+    for iters in (1, 5, 40):
+        expected = ot.sinkhorn2(np.ones(24) / 24, np.ones(16) / 16, M, eps, method="sinkhorn_log", stopThr=0, numItermax=iters)
+        value = otf.sinkhorn(x.float(), y.float(), eps=eps, iters=iters)
+        assert value.item() == pytest.approx(expected, rel=1e-5)
