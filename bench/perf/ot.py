@@ -7,8 +7,9 @@ implementation gets the same work: the same eps and iteration count (POT's conve
 disabled), the same projections. Each value is compared with a float64 CPU reference from POT:
 the same quantity for Sinkhorn, its divergence, sliced and Gaussian W2; the exact EMD for EMD
 and IPOT (IPOT approximates it). The time of a cell is the fastest of ``repeats`` calls after one
-warm-up (the least disturbed by other processes on a shared machine; the median is recorded too);
-CUDA times come from events around a synchronised call. This measures; it asserts nothing.
+warm-up (the least disturbed by other processes on a shared machine; the median is recorded too),
+the implementations taking turns call by call; CUDA times come from events around a synchronised
+call. This measures; it asserts nothing.
 """
 
 from __future__ import annotations
@@ -133,33 +134,38 @@ def _inputs(n: int, d: int, device: torch.device) -> tuple[Tensor, Tensor, Tenso
     return x, y, projections
 
 
-def time_call(fn: Callable[[Tensor, Tensor, Tensor], Tensor], x: Tensor, y: Tensor, P: Tensor,
-              repeats: int) -> tuple[list[float], float]:
-    """Milliseconds of ``repeats`` forward + backward calls after one warm-up, and the value."""
+def time_calls(fns: dict[str, Callable[[Tensor, Tensor, Tensor], Tensor]], x: Tensor, y: Tensor, P: Tensor,
+               repeats: int) -> dict[str, tuple[list[float], float]]:
+    """Per implementation: milliseconds of ``repeats`` forward + backward calls after one warm-up,
+    and the value. The implementations take turns in each round, so a slow spell of a shared machine
+    slows them alike and their ratio holds."""
     cuda = x.device.type == "cuda"
 
-    def call() -> Tensor:
+    def call(fn) -> Tensor:
         xg, yg = x.detach().requires_grad_(), y.detach().requires_grad_()
         value = fn(xg, yg, P)
         value.backward()
         return value
 
-    value = call().item()
-    times = []
-    for _ in range(repeats):
-        if cuda:
-            torch.cuda.synchronize(x.device)
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            call()
-            end.record()
-            torch.cuda.synchronize(x.device)
-            times.append(start.elapsed_time(end))
-        else:
+    def timed(fn) -> float:
+        if not cuda:
             start = time.perf_counter()
-            call()
-            times.append((time.perf_counter() - start) * 1000)
-    return times, value
+            call(fn)
+            return (time.perf_counter() - start) * 1000
+        torch.cuda.synchronize(x.device)
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        call(fn)
+        end.record()
+        torch.cuda.synchronize(x.device)
+        return start.elapsed_time(end)
+
+    values = {name: call(fn).item() for name, fn in fns.items()}
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            times[name].append(timed(fn))
+    return {name: (times[name], values[name]) for name in fns}
 
 
 def skipped(method: str, n: int, d: int, patterns: list[tuple[str, str, str]]) -> bool:
@@ -177,8 +183,7 @@ def run_benchmark(sizes, dims, method_names, skip, device: torch.device, repeats
             x, y, P = (t.to(device, torch.float32) for t in (x64, y64, P64))
             for method in (m for m in chosen if not skipped(m.name, n, d, skip)):
                 reference = float(method.reference(x64.numpy(), y64.numpy(), P64.numpy()))
-                for implementation, fn in method.implementations.items():
-                    times, value = time_call(fn, x, y, P, repeats)
+                for implementation, (times, value) in time_calls(method.implementations, x, y, P, repeats).items():
                     rows.append({**context, "method": method.name, "implementation": implementation, "n": n, "d": d,
                                  "repeats": repeats, "time_ms": min(times), "time_ms_median": statistics.median(times),
                                  "value": value, "reference": reference,

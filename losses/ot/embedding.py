@@ -87,9 +87,10 @@ class IPOTEmbedding(EmbeddingOT):
 
 @register_loss("ot-emd")
 class EMDEmbedding(EmbeddingOT):
-    """Exact EMD (POT's network simplex on the host): the reference IPOT approximates."""
+    """Exact EMD on the host, the reference IPOT approximates; a batch against a batch of one size
+    is a linear assignment problem."""
 
-    description = "batch OT of penultimate embeddings, exact EMD (network simplex)"
+    description = "batch OT of penultimate embeddings, exact EMD (linear assignment)"
 
     def __init__(self, ctx: LossContext, *, projection: str, proj_dim: int, normalize: bool,
                  cost: str):
