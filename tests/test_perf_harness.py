@@ -9,14 +9,14 @@ def test_harness_benchmark_smoke(cli, tmp_path):
                  "--num-classes", "5", "--device", "cpu", "--ablate", "amp,channels-last", "--out", tmp_path)
     assert result.code == 0, result.err
     assert "cohort / sequential" in result.out
-    frame = pd.read_csv(next(p for p in tmp_path.glob("harness_cpu-*.csv") if not p.name.endswith("_losses.csv")))
+    frame = pd.read_csv(next(tmp_path.glob("harness_cpu-*_b4.csv")))
     assert frame["mode"].tolist() == ["model-only", "cohort", "sequential", "cohort", "cohort"]
     assert frame["variant"].tolist() == ["as asked"] * 3 + ["amp on", "channels_last on"]
     assert frame["amp"].tolist() == [False] * 3 + [True, False]
     assert frame["channels_last"].tolist() == [False] * 4 + [True]
     assert (frame["images_per_s"] > 0).all() and frame["students"].eq(3).all()
     assert len(list(tmp_path.glob("harness_*.png"))) == 1 and len(list(tmp_path.glob("harness_*.svg"))) == 1
-    losses = pd.read_csv(next(tmp_path.glob("harness_*_losses.csv")))
+    losses = pd.read_csv(next(tmp_path.glob("harness_cpu-*_b4_losses.csv")))
     assert losses["loss"].tolist() == ["kd", "fitnet", "crd"]
 
 

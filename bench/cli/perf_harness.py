@@ -39,7 +39,7 @@ def perf_harness(
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile every network.")] = False,
     streams: Annotated[bool, typer.Option("--streams", help="Each student's step on its own CUDA stream.")] = False,
     ablate: Annotated[Optional[str], typer.Option(help=f"Flags to flip one at a time, timing the cohort step again: {', '.join(FLAGS)}.")] = None,
-    out: Annotated[Path, typer.Option(help="Directory for harness_<device>.csv and its plot.")] = Path("results/perf"),
+    out: Annotated[Path, typer.Option(help="Directory for harness_<device>_b<batch>.csv and its plot.")] = Path("results/perf"),
 ) -> None:
     """Images/s of model-only, cohort and sequential steps; prints cohort/model-only and cohort/sequential."""
     import matplotlib
@@ -79,11 +79,11 @@ def perf_harness(
                          for f, v, key in zip(flipped, variants, ablated))], ignore_index=True)
     frame = frame.assign(teacher=teacher, student=student, losses=",".join(setup.losses), device=name,
                          command=shlex.join(invocation), **versions())
-    slug = device_slug(target, name)
+    stem = f"harness_{device_slug(target, name)}_b{batch_size}"  # one file set per device and batch size
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / f"harness_{slug}.csv", frame.to_csv(index=False))
+    atomic_write_text(out / f"{stem}.csv", frame.to_csv(index=False))
     shares = {k: (v or 0) / step_ms for k, v in loss_ms.items()}
-    atomic_write_text(out / f"harness_{slug}_losses.csv",
+    atomic_write_text(out / f"{stem}_losses.csv",
                       "loss,ms_per_call,share_of_cohort_step\n" + "".join(f"{k},{loss_ms[k]:.3f},{shares[k]:.4f}\n" for k in loss_ms))
 
     figure, axis = plt.subplots(figsize=(6, 3.5))
@@ -95,7 +95,7 @@ def perf_harness(
     axis.set_title(f"{teacher} → {len(setup.losses)}× {student}, batch {batch_size}\n{name}", fontsize=9)
     figure.tight_layout()
     for suffix in ("png", "svg"):
-        figure.savefig(out / f"harness_{slug}.{suffix}", dpi=120)
+        figure.savefig(out / f"{stem}.{suffix}", dpi=120)
     plt.close(figure)
 
     table = Table("mode", "flags", "ms/step", "images/s")
@@ -105,4 +105,4 @@ def perf_harness(
     console().print(f"cohort / model-only throughput: {ips['cohort'] / ips['model-only']:.2f}   "
                     f"cohort / sequential: {ips['cohort'] / ips['sequential']:.2f}")
     console().print("loss share of the cohort step: " + ", ".join(f"{k} {v:.1%}" for k, v in shares.items()))
-    console().print(f"wrote {out / f'harness_{slug}.csv'}")
+    console().print(f"wrote {out / f'{stem}.csv'}")
