@@ -202,14 +202,13 @@ def _sweep(neg_cost: Tensor, f: Tensor, log_a: Tensor, b: Tensor) -> _Sweep:
     In base 2 (``exp2`` is the cheaper exponential: 2.3x faster than ``exp`` in torch's CPU kernels
     on an AVX-512 machine, and the native instruction on GPUs): ``neg_cost`` is ``-C / (eps ln 2)``
     ``[B, n, m]``, ``f`` the row potential and ``log_a`` ``log2(a)``, both ``[B, n, 1]``, and ``b``
-    ``[B, 1, m]``.
-    Both updates are exact log-sum-exps; they share one power of ``Z = neg_cost + f + log_a``
-    shifted by its column maxima ``m`` and then by its row maxima ``r``. Every row of
-    ``E = 2^(Z - m - r)`` holds a 1, and so does every column (its maximum's row has ``r = 0``), so
-    the column sums ``s = 2^r E`` are at least 1 and the row sums ``E (b / s)`` at least
-    ``min(b) / n``: nothing under- or overflows at any eps, as with two separate log-sum-exps, at
-    half the exponentials. The shifts are detached: the updates do not depend on them, so unrolled
-    gradients stay exact.
+    ``[B, 1, m]``. Both updates are exact log-sum-exps; they share one power of
+    ``Z = neg_cost + f + log_a`` shifted by its column maxima ``m`` and then by its row maxima ``r``.
+    Every row of ``E = 2^(Z - m - r)`` holds a 1, and so does every column (its maximum's row has
+    ``r = 0``), so the column sums ``s = 2^r E`` are at least 1 and the row sums ``E (b / s)`` at
+    least ``min(b) / n``: nothing under- or overflows at any eps, as with two separate
+    log-sum-exps, at half the exponentials. The shifts are detached: the updates do not depend on
+    them, so unrolled gradients stay exact.
     """
     shifted = f + log_a
     z = neg_cost + shifted

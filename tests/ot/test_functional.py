@@ -350,7 +350,8 @@ def test_emd_of_equal_unweighted_clouds_is_the_assignment_pot_finds(seed, cost):
     value.backward()
     assert value.item() == pytest.approx(expected, rel=1e-10)
     weighted = leaf(x)  # the network simplex, reached by passing the uniform weights explicitly
-    otf.emd(weighted, y, torch.full((12,), 1 / 12, dtype=x.dtype), torch.full((12,), 1 / 12, dtype=x.dtype), cost=cost).backward()
+    uniform = torch.full((12,), 1 / 12, dtype=x.dtype)
+    otf.emd(weighted, y, uniform, uniform, cost=cost).backward()
     torch.testing.assert_close(xg.grad, weighted.grad)
 
 
