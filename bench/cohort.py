@@ -28,6 +28,7 @@ from bench.progress import Reporter
 from bench.seeding import generator
 from bench.streams import StudentStreams
 from bench.timing import SectionTimer
+from bench.training.distributed import World
 from losses.base import MODEL_NEEDS, Batch, DistillLoss, Need, Outputs
 from registry import ConfigError
 
@@ -82,6 +83,7 @@ class Student:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     history: list[dict] = field(default_factory=list)  # one entry per finished epoch
     diverged: bool = False
+    world: World = field(default_factory=World)  # the processes this student trains in (bench.training.distributed)
 
     def __post_init__(self):
         self._start_epoch_sums()
@@ -103,17 +105,23 @@ class Student:
     def train_step(self, images: Tensor, labels: Tensor, indices: Tensor, teacher: Outputs, epoch: int,
                    step: int, accel: Acceleration) -> None:
         needs = self.loss.needs
-        batch = Batch(labels, indices, epoch, generator(images.device, self.seed, "step", self.name, epoch, step))
+        batch = Batch(labels, indices, epoch, generator(images.device, self.seed, "step", self.name, epoch, step),
+                      self.epochs)
         with self.timer.section("step"):
             with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=accel.amp):
                 own = self.network.extract(images, needs)
                 ce = F.cross_entropy(own.logits.float(), labels)
                 with self.timer.section("loss"):
-                    terms = self.loss(visible(own, needs), visible(teacher, needs), batch)
+                    own, teacher = visible(own, needs), visible(teacher, needs)
+                    if self.loss.batchwise:  # it relates examples to each other: give it the global batch
+                        own, teacher = self.world.gather_outputs(own), self.world.gather_outputs(teacher)
+                        batch = self.world.gather_batch(batch)
+                    terms = self.loss(own, teacher, batch)
             terms = terms if isinstance(terms, dict) else {"loss": terms}
             objective = self.ce_weight * ce + self.weight * sum(t.float() for t in terms.values())
             self.optimizer.zero_grad(set_to_none=True)
             objective.backward()
+            self.world.average_gradients([p for group in self.optimizer.param_groups for p in group["params"]])
             self.optimizer.step()
         self._accumulate({"ce": ce, **terms, "objective": objective})
 
@@ -125,14 +133,15 @@ class Student:
 
     def finish_epoch(self, top1: float, top5: float, steps: int, wall_s: float) -> dict:
         """Record the epoch (one host sync), step the schedule, detect divergence."""
-        self.diverged = bool(self.nonfinite)
+        self.diverged = bool(self.world.sum(self.nonfinite.int()))
         record = {
             "top1": math.nan if self.diverged else top1,
             "top5": math.nan if self.diverged else top5,
-            "train": {k: float(v) / max(steps, 1) for k, v in self.sums.items()},
+            "train": {k: float(self.world.mean(v)) / max(steps, 1) for k, v in self.sums.items()},
             "step_s": self.timer.totals_ms().get("step", 0.0) / 1000,  # this student's own work
             "wall_s": wall_s,  # the whole cohort's epoch, shared by its students
             "loss_ms": self.timer.mean_ms("loss"),
+            "lr": self.optimizer.param_groups[0]["lr"],  # the rate this epoch trained at
         }
         self.history.append(record)
         self.scheduler.step()
@@ -172,8 +181,10 @@ def teacher_outputs(teacher: Network | None, images: Tensor, needs: frozenset[Ne
 
 
 @torch.no_grad()
-def evaluate(networks: Sequence[Network], stream: ResidentStream | LoaderStream, accel: Acceleration) -> list[tuple[float, float]]:
-    """Top-1 / top-5 accuracy (%) of each network on one pass over ``stream``, counted on the device."""
+def evaluate(networks: Sequence[Network], stream: ResidentStream | LoaderStream, accel: Acceleration,
+             world: World = World()) -> list[tuple[float, float]]:
+    """Top-1 / top-5 accuracy (%) of each network on one pass over ``stream`` (this rank's part of it),
+    counted on the device and summed over ranks."""
     for network in networks:
         network.eval()
     device = next(networks[0].parameters()).device
@@ -188,7 +199,8 @@ def evaluate(networks: Sequence[Network], stream: ResidentStream | LoaderStream,
             hits = top5 == labels[:, None]
             correct[i, 0] += hits[:, 0].sum()
             correct[i, 1] += hits.any(dim=1).sum()
-    return [(float(a), float(b)) for a, b in (correct * 100 / total).tolist()]
+    total = world.sum(torch.tensor(float(total), device=device))
+    return [(float(a), float(b)) for a, b in (world.sum(correct) * 100 / total).tolist()]
 
 
 def cohort_step(students: Sequence[Student], teacher: Network | None, teacher_needs: frozenset[Need], images: Tensor,
@@ -228,7 +240,7 @@ def train_cohort(students: Sequence[Student], teacher: Network | None, train: Re
             for step, (images, labels, indices) in enumerate(train.epoch(epoch)):
                 cohort_step(active, teacher, teacher_needs, images, labels, indices, epoch, step, accel, streams)
                 bar.advance()
-        scores = evaluate([s.network for s in active], test, accel)
+        scores = evaluate([s.network for s in active], test, accel, active[0].world)
         wall_s = time.perf_counter() - started
         summary = []
         for student, (top1, top5) in zip(active, scores):
@@ -240,11 +252,11 @@ def train_cohort(students: Sequence[Student], teacher: Network | None, train: Re
 
 
 def new_student(name: str, seed: int, network: Network, loss: DistillLoss, settings: TrainSettings,
-                weight: float, ce_weight: float) -> Student:
+                weight: float, ce_weight: float, world: World = World()) -> Student:
     """A student with the recipe's SGD + step schedule over its network and its loss's parameters."""
     params = [*network.parameters(), *loss.parameters()]
     fused = {"fused": True} if params[0].device.type == "cuda" else {}
     optimizer = torch.optim.SGD(params, lr=settings.lr, momentum=settings.momentum, nesterov=settings.nesterov,
                                 weight_decay=settings.weight_decay, **fused)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(settings.milestones), settings.gamma)
-    return Student(name, seed, settings.epochs, network, loss, weight, ce_weight, optimizer, scheduler)
+    return Student(name, seed, settings.epochs, network, loss, weight, ce_weight, optimizer, scheduler, world=world)

@@ -9,11 +9,15 @@ content hash names the run.
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import hashlib
 import inspect
 import json
+import math
 import tomllib
+import types
+import typing
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -102,13 +106,14 @@ class TrainSettings:
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise ConfigError(f"lr must be positive, got {self.lr}")
+        if not 0 < self.lr < math.inf:
+            raise ConfigError(f"lr must be positive and finite, got {self.lr}")
 
 
 def resolve_train(recipe: Mapping[str, Any], protocol: str, student: str | None,
                   overrides: Mapping[str, Any]) -> TrainSettings:
-    """``[train]`` <- ``[protocols.<protocol>]`` <- ``[students.<student>]`` (or ``[teacher]``) <- CLI.
+    """``[train]`` <- ``[protocols.<protocol>]`` <- ``[students.<student>]`` (or ``[teacher]``) <- the
+    protocol's own ``teacher`` table (for the teacher) <- CLI.
 
     When the CLI changes ``epochs`` without giving milestones, the recipe's milestones are scaled
     to the new length, so a short run keeps the schedule's shape.
@@ -117,8 +122,12 @@ def resolve_train(recipe: Mapping[str, Any], protocol: str, student: str | None,
     if protocol != STANDARD_PROTOCOL and protocol not in protocols:
         raise ConfigError(f"unknown protocol '{protocol}'; expected one of: "
                           f"{', '.join([STANDARD_PROTOCOL, *sorted(protocols)])}")
-    settings = {**recipe["train"], **protocols.get(protocol, {})}
+    chosen = dict(protocols.get(protocol, {}))
+    protocol_teacher = chosen.pop("teacher", {})
+    settings = {**recipe["train"], **chosen}
     settings.update(recipe.get("teacher", {}) if student is None else recipe.get("students", {}).get(student, {}))
+    if student is None:
+        settings.update(protocol_teacher)
     given = {k: v for k, v in overrides.items() if v is not None}
     if "epochs" in given and "milestones" not in given:
         scale = given["epochs"] / settings["epochs"]
@@ -145,8 +154,44 @@ class LossSpec:
 
 def hyperparameters(cls: type) -> dict[str, inspect.Parameter]:
     """The keyword-only constructor arguments of a loss class: its hyperparameters."""
-    signature = inspect.signature(cls.__init__)
+    try:
+        signature = inspect.signature(cls.__init__, eval_str=True)
+    except Exception:  # a plugin's annotation that does not evaluate: its types go unchecked
+        signature = inspect.signature(cls.__init__)
     return {n: p for n, p in signature.parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+def declared_type(parameter: inspect.Parameter) -> Any:
+    """A hyperparameter's annotation, else the type of its default; None when it declares neither."""
+    if parameter.annotation is not inspect.Parameter.empty:
+        return parameter.annotation
+    return None if parameter.default in (inspect.Parameter.empty, None) else type(parameter.default)
+
+
+def fits(value: Any, expected: Any) -> bool:
+    """Whether a recipe or ``--set`` value has the declared type (an int is a float; a float is finite)."""
+    origin, args = typing.get_origin(expected), typing.get_args(expected)
+    if expected in (None, Any):
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(fits(value, arg) for arg in args)
+    if origin is typing.Literal:
+        return value in args
+    if expected is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    container = origin or expected
+    if container in (list, tuple, collections.abc.Sequence):
+        return isinstance(value, (list, tuple)) and all(fits(item, args[0] if args else None) for item in value)
+    if container in (dict, collections.abc.Mapping):
+        return isinstance(value, dict)
+    return not isinstance(expected, type) or isinstance(value, expected)
+
+
+def _type_name(expected: Any) -> str:
+    return {float: "a finite number", int: "an integer", bool: "true or false", str: "a string"}.get(
+        expected, getattr(expected, "__name__", str(expected)))
 
 
 def pair_loss_settings(pair: Pair, dataset: str) -> dict[str, dict[str, Any]]:
@@ -172,12 +217,16 @@ def resolve_loss(name: str, recipe: Mapping[str, Any], overrides: Mapping[str, A
         merged.update({k: v for k, v in layer.items() if k not in ("params", "source")})
         merged.update(layer.get("params", {}))
     merged.update(overrides)
-    weight, ce_weight = float(merged.pop("weight")), float(merged.pop("ce_weight"))
     accepted = hyperparameters(cls)
-    unknown = set(merged) - set(accepted)
+    unknown = set(merged) - set(accepted) - {"weight", "ce_weight"}
     if unknown:
         raise ConfigError(f"loss '{entry.name}' has no hyperparameter {', '.join(sorted(unknown))}; "
                           f"expected: {', '.join(['weight', 'ce_weight', *accepted]) }")
+    declared = {"weight": float, "ce_weight": float, **{n: declared_type(p) for n, p in accepted.items()}}
+    for key, value in merged.items():
+        if not fits(value, declared[key]):
+            raise ConfigError(f"{entry.name}.{key} expects {_type_name(declared[key])}, got {value!r}")
+    weight, ce_weight = float(merged.pop("weight")), float(merged.pop("ce_weight"))
     missing = [n for n, p in accepted.items() if n not in merged and p.default is inspect.Parameter.empty]
     if missing:
         raise ConfigError(f"loss '{entry.name}' needs {', '.join(missing)}; set it with "
@@ -218,10 +267,13 @@ class RunSpec:
     protocol: str
     train: TrainSettings
     student_stem: str
+    teacher_seed: int | None = None  # one teacher for every seed of a comparison; None: each seed trains its own
 
     def as_dict(self, with_seed: bool = True) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["loss"].pop("provider_version")  # recorded with the result; a version bump keeps the hash
+        if data["teacher_seed"] is None:
+            data.pop("teacher_seed")  # runs with a per-seed teacher keep the ids they always had
         if not with_seed:
             data.pop("seed")
         return data

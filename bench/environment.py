@@ -27,21 +27,33 @@ def resolve_device(name: str) -> torch.device:
 
 
 def cpu_name() -> str:
+    """The CPU model, the cores this process may use and the vector instructions torch's kernels use,
+    e.g. ``AMD EPYC 7B13 (2 cores, AVX2)``."""
     try:
         with open("/proc/cpuinfo") as info:
             model = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
     except (OSError, StopIteration):
         model = platform.processor() or platform.machine()
-    return f"{model} ({len(os.sched_getaffinity(0))} cores)"
+    return f"{model} ({len(os.sched_getaffinity(0))} cores, {torch.backends.cpu.get_cpu_capability()})"
 
 
 def device_name(device: torch.device) -> str:
+    """The GPU model, or the CPU model with its core count: floating-point kernels differ between them."""
     return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
 
 
-def versions() -> dict[str, str]:
+LIBRARIES = {"numpy_version": "numpy", "pot_version": "POT"}  # beside torch and timm, whose kernels compute the numbers
+
+
+def _installed(distribution: str) -> str:
     try:
-        own = metadata.version("distillbench")
+        return metadata.version(distribution)
     except metadata.PackageNotFoundError:
-        own = "0+unknown"
-    return {"torch_version": torch.__version__, "timm_version": timm.__version__, "distillbench_version": own}
+        return "0+unknown"
+
+
+def versions() -> dict[str, str]:
+    """The versions that can change a number's last digits: the same ones are needed for a bitwise rerun."""
+    return {"torch_version": torch.__version__, "timm_version": timm.__version__,
+            **{column: _installed(name) for column, name in LIBRARIES.items()},
+            "python_version": platform.python_version(), "distillbench_version": _installed("distillbench")}

@@ -2,27 +2,50 @@
 
 Each row carries every setting that can change its number; the full resolved configuration is
 stored beside it as ``configs/<run_id>.json`` so the number can be regenerated. Files are replaced
-atomically (write a temporary file, then ``os.replace``), so an interrupted write leaves the old
-file intact.
+atomically (a temporary file of a unique name in the same directory, then ``os.replace``), so an
+interrupted write leaves the old file intact. Many processes may share one store: every append is
+a read-modify-write under a file lock, and a run being trained is claimed by a lock of its own.
+
+Nothing read is trusted blindly: a row missing a required value (a file cut short, edited by hand)
+is not finished, is reported with its line number, and is never written back.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import math
 import os
+import shutil
 import tempfile
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping
 
 import pandas as pd
+from filelock import FileLock
+
+from bench.notices import warn
+from registry import ConfigError
 
 COLUMNS = [
     "run_id", "recipe_hash", "dataset", "pair", "teacher", "student", "loss", "provider", "provider_version",
-    "seed", "protocol", "stem", "epochs", "batch_size", "lr", "weight", "ce_weight", "hparams",
+    "seed", "teacher_seed", "protocol", "stem", "epochs", "batch_size", "lr", "weight", "ce_weight", "hparams",
     "best_top1", "best_top5", "best_epoch", "last_top1", "last_top5", "teacher_top1", "teacher_top5",
     "diverged", "curve", "wall_s", "s_per_epoch", "loss_ms", "device", "torch_version", "timm_version",
-    "distillbench_version", "finished_at", "command",
+    "numpy_version", "pot_version", "python_version", "distillbench_version", "finished_at", "command",
 ]
+ADDED_LATER = {"teacher_seed"}  # empty in the rows of a file written before the column existed
+NO_VALUE_ALLOWED = {"best_top1", "best_top5", "best_epoch", "last_top1", "last_top5", "loss_ms",  # diverged, no loss term
+                    *ADDED_LATER}
+NUMBERS = {"seed", "teacher_seed", "epochs", "batch_size", "lr", "weight", "ce_weight", "teacher_top1", "teacher_top5",
+           "wall_s", "s_per_epoch", *NO_VALUE_ALLOWED}
+JSON_VALUES = {"hparams", "curve"}
+TEXT = {"run_id", "recipe_hash", "dataset", "pair", "teacher", "student", "loss", "provider", "provider_version",
+        "protocol", "stem", "hparams", "curve", "device", "torch_version", "timm_version", "numpy_version",
+        "pot_version", "python_version", "distillbench_version", "finished_at", "command"}
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -38,6 +61,103 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+def check_writable_directory(path: Path, option: str) -> None:
+    """Refuse, before any work, a directory that cannot be created or written (a file, read-only)."""
+    path = Path(path).expanduser()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"{option} {path}: {existing} is a file; expected a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{option} {path}: {existing} is not writable; expected a writable directory")
+
+
+@dataclass
+class Runs:
+    """What a runs.csv holds: the rows that passed validation (with their line numbers) and the damage."""
+
+    path: Path
+    rows: list[tuple[int, list[str]]]
+    damaged: list[str]  # "line N: why", one per row not trusted
+
+    @property
+    def table(self) -> pd.DataFrame:
+        text = io.StringIO()
+        csv.writer(text, lineterminator="\n").writerows([COLUMNS, *(values for _, values in self.rows)])
+        text.seek(0)
+        return pd.read_csv(text, dtype=dict.fromkeys(TEXT, str))
+
+    @property
+    def run_ids(self) -> set[str]:
+        return {values[0] for _, values in self.rows}
+
+    def warn_damage(self) -> None:
+        """One line per row not trusted."""
+        for problem in self.damaged:
+            warn(f"{self.path} {problem}: not counted as finished, left out of reports")
+
+    def missing_configs(self) -> list[str]:
+        configs = self.path.parent / "configs"
+        return [f"line {line}: {configs / values[0]}.json is missing" for line, values in self.rows
+                if not (configs / f"{values[0]}.json").is_file()]
+
+
+def read_runs(path: Path) -> Runs:
+    """Read and validate ``path``; a file that is not a runs.csv at all is a one-line ``ConfigError``."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path} ({exc}); move it aside to start a new results file") from None
+    reader = csv.reader(io.StringIO(text), strict=True)
+    try:
+        header = next(reader, None)
+    except csv.Error:
+        header = None
+    if not header or header[0] != "run_id" or set(header) - set(COLUMNS):
+        raise ConfigError(f"{path} is not a runs.csv of bench run (its first line is not the expected header); "
+                          f"move it aside to start a new results file")
+    rows, damaged, line = [], [], 2
+    while True:
+        try:
+            values = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            damaged.append(f"line {line}: unreadable ({exc})")
+        else:
+            problem = row_problem(header, values)
+            if problem:
+                damaged.append(f"line {line}: {problem}")
+            else:  # a column newer than the file reads as empty
+                rows.append((line, [dict(zip(header, values)).get(column, "") for column in COLUMNS]))
+        line = reader.line_num + 1
+    return Runs(path, rows, damaged)
+
+
+def row_problem(header: list[str], values: list[str]) -> str | None:
+    """Why a row of runs.csv (under ``header``) cannot be trusted as a finished run, or None."""
+    if len(values) != len(header):
+        return f"{len(values)} of {len(header)} values (cut short?)"
+    row = dict.fromkeys(COLUMNS, "") | dict(zip(header, values))
+    empty = [c for c in header if not row[c] and c not in NO_VALUE_ALLOWED]
+    if empty:
+        return f"no value for {', '.join(empty)}"
+    for column in NUMBERS:
+        try:
+            if row[column] and math.isinf(float(row[column])):
+                return f"{column} is {row[column]}"
+        except ValueError:
+            return f"{column} is not a number ({row[column]!r})"
+    try:
+        for column in JSON_VALUES:
+            json.loads(row[column])
+        datetime.fromisoformat(row["finished_at"])
+    except (ValueError, TypeError) as exc:
+        return f"unreadable value ({exc})"
+    if row["diverged"] not in ("True", "False"):
+        return f"diverged is {row['diverged']!r}, expected True or False"
+    return None
+
+
 class ResultsStore:
     """The runs of one dataset under a results directory."""
 
@@ -46,21 +166,57 @@ class ResultsStore:
         self.runs_csv = self.directory / "runs.csv"
         self.configs = self.directory / "configs"
 
-    def runs(self) -> pd.DataFrame:
+    def read(self) -> Runs:
         if not self.runs_csv.is_file():
-            return pd.DataFrame(columns=COLUMNS)
-        return pd.read_csv(self.runs_csv, dtype={"run_id": str, "recipe_hash": str})
+            return Runs(self.runs_csv, [], [])
+        return read_runs(self.runs_csv)
+
+    def runs(self) -> pd.DataFrame:
+        return self.read().table
 
     def finished_ids(self) -> set[str]:
-        return set(self.runs()["run_id"].astype(str))
+        return self.read().run_ids
 
-    def append(self, row: Mapping[str, Any], config: Mapping[str, Any]) -> None:
-        """Store the config, then the row: a row never exists without the config that made it."""
+    def report_damage(self) -> None:
+        """One line per row not trusted, and per row whose stored config is gone."""
+        runs = self.read()
+        runs.warn_damage()
+        for problem in runs.missing_configs():
+            warn(f"{self.runs_csv} {problem}: the row is kept, but it cannot be regenerated from its config")
+
+    def lock(self) -> FileLock:
+        """Held around every read-modify-write of runs.csv."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        return FileLock(self.directory / ".runs.lock")
+
+    def claim(self, run_id: str) -> FileLock:
+        """Held by the process training ``run_id``, so a second process never trains it too."""
+        claims = self.directory / ".claims"
+        claims.mkdir(parents=True, exist_ok=True)
+        return FileLock(claims / f"{run_id}.lock")
+
+    def append(self, row: Mapping[str, Any], config: Mapping[str, Any]) -> bool:
+        """Store the config, then the row: a row never exists without the config that made it.
+
+        Returns False, writing nothing, when the run is recorded already. Damaged rows are not
+        written back; the file that held them is kept as ``runs.csv.damaged``.
+        """
         missing = set(COLUMNS) - set(row)
         if missing:
             raise ValueError(f"result row lacks {sorted(missing)}")
-        atomic_write_text(self.configs / f"{row['run_id']}.json", json.dumps(config, indent=2, sort_keys=True, default=str))
-        new = pd.DataFrame([row], columns=COLUMNS)
-        old = self.runs()
-        table = pd.concat([old, new], ignore_index=True) if len(old) else new
-        atomic_write_text(self.runs_csv, table.to_csv(index=False))
+        with self.lock():
+            current = self.read()
+            if row["run_id"] in current.run_ids:
+                return False
+            atomic_write_text(self.configs / f"{row['run_id']}.json",
+                              json.dumps(config, indent=2, sort_keys=True, default=str))
+            if current.damaged:
+                kept = self.runs_csv.with_name("runs.csv.damaged")
+                shutil.copyfile(self.runs_csv, kept)
+                warn(f"{self.runs_csv} held {len(current.damaged)} damaged row(s): the file as it was is kept as "
+                     f"{kept}, the damaged rows are dropped")
+            text = io.StringIO()
+            csv.writer(text, lineterminator="\n").writerows([COLUMNS, *(values for _, values in current.rows)])
+            text.write(pd.DataFrame([row], columns=COLUMNS).to_csv(index=False, header=False))
+            atomic_write_text(self.runs_csv, text.getvalue())
+        return True

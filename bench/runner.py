@@ -11,12 +11,14 @@ import itertools
 import json
 import math
 import time
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
 
 import torch
+from filelock import Timeout
 
 from bench import checkpoint
 from bench.cohort import Acceleration, Student, new_student, train_cohort
@@ -29,9 +31,11 @@ from bench.data.stream import LoaderStream, Loading, ResidentStream
 from bench.environment import device_name, resolve_device, versions
 from bench.models import check_model_name, create_network, probe_shapes
 from bench.progress import Reporter
-from bench.results import ResultsStore
+from bench.results import ResultsStore, check_writable_directory
 from bench.seeding import derive_seed, generator
 from bench.teacher import Teacher, TeacherPlan, obtain_teacher, plan_teacher
+from bench.training.distributed import World, sync_batchnorm
+from bench.training.tensorboard import EpochLog
 from losses import LOSSES, LossContext, Preparation
 from registry import ConfigError, parse_names
 
@@ -58,11 +62,14 @@ class RunRequest:
     train_split: str | None = None
     cache_dir: Path = Path.home() / ".cache" / "distillbench"
     teacher_checkpoint: Path | None = None
+    teacher_seed: int | None = None
     sequential: bool = False
     accel: Acceleration = field(default_factory=Acceleration)
     loading: Loading = field(default_factory=Loading)
     quiet: bool = False
     command: str = "bench run"
+    world: World = field(default_factory=World)  # the torchrun processes training each cohort together
+    tensorboard: bool = False  # per-run event files under <results>/<dataset>/tensorboard/
 
 
 @dataclass
@@ -86,6 +93,8 @@ def plan_run(request: RunRequest) -> Plan:
     if not request.seeds:
         raise ConfigError("no seeds given; expected e.g. --seeds 0 or --seeds 0,1,2")
     device = resolve_device(request.device)
+    check_writable_directory(request.results_dir, "--results-dir")
+    check_writable_directory(request.cache_dir, "--cache-dir")
     overrides = parse_overrides(list(request.overrides), loss_names)
     cli = {"epochs": request.epochs, "batch_size": request.batch_size, "lr": request.lr}
     settings = resolve_train(recipe, request.protocol, pair.student, cli)
@@ -95,34 +104,76 @@ def plan_run(request: RunRequest) -> Plan:
     data = load_dataset(request.dataset, DataRequest(request.data_dir, request.download, request.train_split))
     _, stem = create_network(pair.student, data.info)
     store = ResultsStore(request.results_dir, request.dataset)
+    store.report_damage()
     finished = store.finished_ids()
     teacher = plan_teacher(pair, request.dataset, request.train_split, teacher_settings, request.teacher_checkpoint)
+    request.world.per_rank_batch(settings.batch_size)
+    for who, train in (("student", settings), ("teacher", teacher.settings)):
+        if train is not None and train.batch_size > len(data.train):
+            raise ConfigError(f"{who} batch size {train.batch_size} is larger than the training set of "
+                              f"{request.dataset} ({len(data.train)} images), so an epoch would have no step; "
+                              f"expected --batch-size {len(data.train)} or less")
     specs, skipped = {}, 0
     for seed in request.seeds:
         runs = [RunSpec(request.dataset, request.train_split, pair, teacher.source, spec, seed,
-                        request.protocol, settings, stem) for spec in loss_specs]
+                        request.protocol, settings, stem, _teacher_seed(request, teacher)) for spec in loss_specs]
         specs[seed] = [run for run in runs if run.run_id not in finished]
         skipped += len(runs) - len(specs[seed])
     return Plan(request, device, data, specs, teacher, skipped)
 
 
+def _teacher_seed(request: RunRequest, teacher: TeacherPlan) -> int | None:
+    """The seed of the one teacher every seed shares; only a teacher trained here has a seed."""
+    if request.teacher_seed is not None and not teacher.source.startswith("trained:"):
+        raise ConfigError(f"--teacher-seed applies to a teacher trained here; this teacher is {teacher.source}")
+    return request.teacher_seed
+
+
 def execute(plan: Plan) -> ResultsStore:
     request = plan.request
-    reporter = Reporter(request.quiet)
+    reporter = Reporter(request.quiet or not request.world.is_main)
     store = ResultsStore(request.results_dir, request.dataset)
     if plan.skipped:
         reporter.info(f"{plan.skipped} run(s) already finished in {store.runs_csv}: skipped")
     for seed, runs in plan.specs.items():
-        if not runs:
-            continue
-        teacher = obtain_teacher(plan.teacher, plan.data, seed, plan.device, request.cache_dir, reporter,
-                                 request.accel, request.loading)
-        reporter.info(f"seed {seed}: teacher {runs[0].pair.teacher} {teacher.top1:.2f}% top-1; "
-                      f"training {', '.join(r.loss.name for r in runs)}")
-        cohorts = [[run] for run in runs] if request.sequential else [runs]
-        for cohort in cohorts:
-            _train_and_record(cohort, teacher, plan, store, reporter)
+        teacher = None
+        for wait in (False, True):  # first the runs no other process is training, then wait for those
+            with _claimed(store, runs, wait, request.world) as (mine, busy):
+                if mine and teacher is None:
+                    with request.world.main_first():  # rank 0 trains a missing teacher; the others read its cache
+                        teacher_seed = seed if mine[0].teacher_seed is None else mine[0].teacher_seed
+                        teacher = obtain_teacher(plan.teacher, plan.data, teacher_seed, plan.device, request.cache_dir,
+                                                 reporter, request.accel, request.loading)
+                if mine:
+                    reporter.info(f"seed {seed}: teacher {mine[0].pair.teacher} {teacher.top1:.2f}% top-1; "
+                                  f"training {', '.join(r.loss.name for r in mine)}")
+                    for cohort in [[run] for run in mine] if request.sequential else [mine]:
+                        _train_and_record(cohort, teacher, plan, store, reporter)
+            if busy:
+                reporter.info(f"seed {seed}: another process is training {', '.join(r.loss.name for r in busy)}; "
+                              f"waiting for it")
+            runs = busy
     return store
+
+
+@contextmanager
+def _claimed(store: ResultsStore, runs: list[RunSpec], wait: bool,
+             world: World) -> Iterator[tuple[list[RunSpec], list[RunSpec]]]:
+    """Claim each run no other process holds (waiting for it when ``wait``); yield the claimed runs not
+    recorded meanwhile, and those held by another process. A claim lasts until its row is written.
+    Under torchrun rank 0 claims for its world: every rank trains the runs rank 0 holds."""
+    with ExitStack() as claims:
+        mine, busy = [], []
+        for run in runs if world.is_main else ():
+            try:
+                claims.enter_context(store.claim(run.run_id).acquire(timeout=-1 if wait else 0))
+                mine.append(run)
+            except Timeout:
+                busy.append(run)
+        finished = store.finished_ids()  # another process may have recorded some since the plan
+        mine_ids, busy_ids = world.broadcast(([r.run_id for r in mine if r.run_id not in finished],
+                                              [r.run_id for r in busy]))
+        yield [r for r in runs if r.run_id in mine_ids], [r for r in runs if r.run_id in busy_ids]
 
 
 def _checkpoint_path(request: RunRequest, run: RunSpec) -> Path:
@@ -133,20 +184,33 @@ def _train_and_record(runs: list[RunSpec], teacher: Teacher, plan: Plan, store: 
     request, data, device = plan.request, plan.data, plan.device
     seed = runs[0].seed
     settings = runs[0].train
-    train = make_stream(data.train, data.info, settings.batch_size, device, train=True, seed=seed, loading=request.loading)
-    test = make_stream(data.test, data.info, 256, device, train=False, seed=seed, loading=request.loading)
+    world = request.world
+    train = make_stream(data.train, data.info, settings.batch_size, device, train=True, seed=seed,
+                        loading=request.loading, shard=world.shard)
+    test = make_stream(data.test, data.info, 256, device, train=False, seed=seed, loading=request.loading,
+                       shard=world.shard)
     students = [_build_student(run, teacher, plan, reporter) for run in runs]
     by_student = dict(zip(map(id, students), runs))
+    logs = {id(s): EpochLog(store.directory / "tensorboard" / run.run_id, settings.batch_size)
+            for s, run in zip(students, runs) if request.tensorboard and world.is_main}
     started = time.perf_counter()
 
     def save(student: Student) -> None:
-        checkpoint.save(student.state_dict(), _checkpoint_path(request, by_student[id(student)]))
+        if world.is_main:  # every rank holds the same state; one writes it
+            checkpoint.save(student.state_dict(), _checkpoint_path(request, by_student[id(student)]))
+        if id(student) in logs:
+            logs[id(student)].write(student.history[-1], student.epochs_done, len(train))
 
     train_cohort(students, teacher.network, train, test, reporter, request.accel, on_epoch_end=save)
-    for student in students:  # every student is done here: record each (also one whose row a crash lost)
+    for log in logs.values():
+        log.close()
+    for student in students if world.is_main else ():  # every student is done: record each (also one whose row a crash lost)
         run = by_student[id(student)]
         store.append(result_row(run, student, teacher, plan, request.command),
-                     {**run.as_dict(), "run_id": run.run_id, "command": request.command})
+                     {**run.as_dict(), "run_id": run.run_id, "command": request.command, "world_size": world.size,
+                      "per_rank_batch": world.per_rank_batch(settings.batch_size),
+                      # what `bench reproduce` needs beside the command: "auto" resolved, and CPU kernels' threads
+                      "device": str(device), "torch_threads": torch.get_num_threads()})
     reporter.info(f"seed {seed}: {len(students)} student(s) trained in {time.perf_counter() - started:.0f} s")
 
 
@@ -155,17 +219,19 @@ def _build_student(run: RunSpec, teacher: Teacher, plan: Plan, reporter: Reporte
     request, data, device = plan.request, plan.data, plan.device
     torch.manual_seed(derive_seed(run.seed, "student-init"))
     network, _ = create_network(run.pair.student, data.info)
-    network.to(device)
+    network = sync_batchnorm(network.to(device), request.world)
     context = LossContext(probe_shapes(network, data.info, device), probe_shapes(teacher.network, data.info, device),
                           len(data.train))
     request.accel.apply(network)
     torch.manual_seed(derive_seed(run.seed, "loss-init", run.loss.name))
-    loss = LOSSES.get(run.loss.name)(context, **run.loss.params).to(device)
-    student = new_student(run.loss.name, run.seed, network, loss, run.train, run.loss.weight, run.loss.ce_weight)
+    loss = sync_batchnorm(LOSSES.get(run.loss.name)(context, **run.loss.params).to(device), request.world)
+    student = new_student(run.loss.name, run.seed, network, loss, run.train, run.loss.weight, run.loss.ce_weight,
+                          request.world)
     path = _checkpoint_path(request, run)
     if path.is_file():
-        student.load_state_dict(checkpoint.load(path, device))
-        return student
+        if checkpoint.restore(path, device, student.load_state_dict) is not None:
+            return student
+        return _build_student(run, teacher, plan, reporter)  # a damaged checkpoint was set aside: start afresh
     stream = make_stream(data.train, data.info, run.train.batch_size, device, train=True,
                          seed=derive_seed(run.seed, "prepare"), loading=request.loading)
     loss.prepare(Preparation(
@@ -204,6 +270,7 @@ def result_row(run: RunSpec, student: Student, teacher: Teacher, plan: Plan, com
         "run_id": run.run_id, "recipe_hash": run.recipe_hash, "dataset": run.dataset, "pair": run.pair.name,
         "teacher": run.pair.teacher, "student": run.pair.student, "loss": run.loss.name,
         "provider": run.loss.provider, "provider_version": run.loss.provider_version, "seed": run.seed,
+        "teacher_seed": run.seed if run.teacher_seed is None else run.teacher_seed,
         "protocol": run.protocol, "stem": run.student_stem, "epochs": run.train.epochs,
         "batch_size": run.train.batch_size, "lr": run.train.lr, "weight": run.loss.weight,
         "ce_weight": run.loss.ce_weight, "hparams": _json(run.loss.params),
@@ -214,10 +281,18 @@ def result_row(run: RunSpec, student: Student, teacher: Teacher, plan: Plan, com
         "wall_s": round(sum(h["wall_s"] for h in student.history), 1),
         "s_per_epoch": round(sum(h["step_s"] for h in student.history) / len(curve), 2),
         "loss_ms": round(sum(loss_ms) / len(loss_ms), 3) if loss_ms else None,
-        "device": device_name(plan.device), **versions(),
+        "device": _device(plan, run.train.batch_size), **versions(),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": command,
     }
 
 
 def _json(value) -> str:
     return json.dumps(value, sort_keys=True)
+
+
+def _device(plan: Plan, batch_size: int) -> str:
+    """The device; under torchrun also how many processes shared each global batch, and each one's part."""
+    world, name = plan.request.world, device_name(plan.device)
+    if not world.distributed:
+        return name
+    return f"{world.size} x {name} ({world.per_rank_batch(batch_size)} per process)"

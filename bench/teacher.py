@@ -39,8 +39,11 @@ class TeacherPlan:
 def plan_teacher(pair: Pair, dataset: str, train_split: str | None, settings: TrainSettings,
                  checkpoint_file: Path | None) -> TeacherPlan:
     if checkpoint_file is not None:
+        if checkpoint_file.is_dir():
+            raise ConfigError(f"teacher checkpoint {checkpoint_file} is a directory; expected a state_dict file")
         if not checkpoint_file.is_file():
             raise ConfigError(f"teacher checkpoint {checkpoint_file} does not exist")
+        checkpoint.load(checkpoint_file, torch.device("cpu"))  # a damaged file: one line naming it, before any work
         digest = hashlib.sha256(checkpoint_file.read_bytes()).hexdigest()[:16]
         return TeacherPlan(pair.teacher, f"checkpoint:{digest}", checkpoint=checkpoint_file)
     if pair.teacher_weights:
@@ -70,7 +73,8 @@ def obtain_teacher(plan: TeacherPlan, data: LoadedDataset, seed: int, device: to
     kind, _, key = plan.source.partition(":")
     if kind == "trained":
         key = content_hash({"recipe": key, "seed": seed})
-        return _trained_teacher(plan, key, data, seed, device, cache_dir, reporter, accel, loading)
+        with checkpoint.lock(cache_dir / "teachers" / f"{key}.pt"):  # runs sharing the cache train it once
+            return _trained_teacher(plan, key, data, seed, device, cache_dir, reporter, accel, loading)
     network, _ = create_network(key if kind == "pretrained" else plan.model, data.info, pretrained=kind == "pretrained")
     if kind == "checkpoint":
         load_body_weights(network, checkpoint.load(plan.checkpoint, torch.device("cpu")))
@@ -90,15 +94,13 @@ def _trained_teacher(plan: TeacherPlan, key: str, data: LoadedDataset, seed: int
     network.to(device)
     shapes = probe_shapes(network, data.info, device)
     accel.apply(network)
-    if final.is_file():
-        state = checkpoint.load(final, device)
-        network.load_state_dict(state["network"])
+    state = checkpoint.restore(final, device, lambda state: network.load_state_dict(state["network"]))
+    if state is not None:
         reporter.info(f"teacher {plan.model}: cached ({state['top1']:.2f}% top-1), {final}")
         return Teacher(network.requires_grad_(False).eval(), state["top1"], state["top5"])
     student = new_student("teacher", seed, network, Vanilla(LossContext(shapes, shapes, len(data.train))).to(device),
                           plan.settings, weight=0.0, ce_weight=1.0)
-    if partial.is_file():
-        student.load_state_dict(checkpoint.load(partial, device))
+    checkpoint.restore(partial, device, student.load_state_dict)
     reporter.info(f"training teacher {plan.model} for {plan.settings.epochs} epochs (cached afterwards)")
     train = make_stream(data.train, data.info, plan.settings.batch_size, device, train=True, seed=seed, loading=loading)
     test = make_stream(data.test, data.info, 256, device, train=False, seed=seed, loading=loading)

@@ -5,7 +5,7 @@ from torch import Tensor, nn
 
 from losses.base import LossContext, register_loss
 from losses.checks import count, positive
-from losses.connectors import align_spatial, conv_connector
+from losses.connectors import conv_regressor
 from losses.numerics import fp32
 from losses.pretraining import StudentInitialisation
 from losses.stages import stage_pairs
@@ -22,10 +22,16 @@ def boundary_loss(source: Tensor, target: Tensor, margin: float) -> Tensor:
     before and after a ReLU, and ``source`` is the student stage through a connector, which can
     take either sign.
     """
-    source, target = align_spatial(source, target)
     inactive = (target <= 0) & (source > -margin)
     active = (target > 0) & (source <= margin)
     return ((source + margin).pow(2) * inactive + (source - margin).pow(2) * active).sum()
+
+
+def connector(student: tuple[int, int, int], teacher: tuple[int, int, int]) -> nn.Module:
+    """None (identity) for equal channels and height, else conv -> BN (RepDistiller ``Connector``)."""
+    if student[:2] == teacher[:2]:
+        return nn.Identity()
+    return conv_regressor(student, teacher, relu=False)
 
 
 @register_loss("ab")
@@ -33,13 +39,19 @@ class AB(StudentInitialisation):
     """Activation-boundary transfer as the paper's initialisation stage, then cross-entropy only.
 
     ``prepare`` is the paper's stage: for ``init_epochs`` epochs (RepDistiller: 30) the student
-    body and one 1x1 conv + BN connector per stage pair are trained with the boundary loss alone,
+    body and one connector per stage pair are trained with the boundary loss alone,
     stage terms weighted 1, 1/2, 1/4, ... from the last stage back, divided by the batch size and
     scaled by 3/1000 (authors' code; RepDistiller ``distiller_zoo/AB.py``, ``helper/pretrain.py``),
     with SGD at the recipe's learning rate. Afterwards the loss contributes nothing: the paper and
     RepDistiller train with cross-entropy alone (the CRD protocol's beta=1 multiplies a zero term).
     ``stages`` defaults to ``[-3, -2, -1]``, RepDistiller's ``feat[1:-1]``; ``margin`` is the
-    paper's mu=1.
+    paper's mu=1. As RepDistiller's ``Connector``, a stage pair of equal channels and height has no
+    connector; otherwise it is ``conv_regressor`` without ReLU (conv -> BN, resolution matched).
+
+    Reference implementation: HobbitLong/RepDistiller, distiller_zoo/AB.py (ABLoss), models/util.py (Connector), helper/pretrain.py.
+    Deviations: timm stages are post-activation, RepDistiller feeds pre-activation student and
+    teacher features (``preact=True``); the teacher's sign pattern is unchanged by a ReLU, the
+    student's source is not. Resolutions ConvReg refuses get ``conv_regressor``'s transposed conv.
     """
 
     description = "activation-boundary initialisation stage, then CE (Heo et al. 2019)"
@@ -49,9 +61,7 @@ class AB(StudentInitialisation):
         self.pairs = stage_pairs(ctx, stages)
         self.margin = positive("ab: margin", margin)
         self.init_epochs = count("ab: init_epochs", init_epochs, 0)
-        self.connectors = nn.ModuleList(
-            conv_connector(ctx.student.features[s][0], ctx.teacher.features[t][0]) for s, t in self.pairs
-        )
+        self.connectors = nn.ModuleList(connector(ctx.student.features[s], ctx.teacher.features[t]) for s, t in self.pairs)
         n = len(self.pairs)
         self.stage_weights = [2.0 ** (i - n + 1) for i in range(n)]
 

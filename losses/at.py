@@ -33,6 +33,9 @@ class AT(DistillLoss):
     ``feat[1:-1]``; negative indices pair the last stages of models of different depth. An
     attention map has no channel axis, so channel counts may differ; maps of different resolution
     are pooled to the smaller one, as in RepDistiller.
+
+    Reference implementation: HobbitLong/RepDistiller, distiller_zoo/AT.py (Attention).
+    Deviations: none.
     """
 
     needs = frozenset({Need.FEATURES})

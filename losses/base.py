@@ -82,6 +82,7 @@ class Batch:
     indices: Tensor
     epoch: int  # 0-based; losses with warm-up (DKD) read it
     generator: torch.Generator  # this student's randomness for this step (reproducible, resumable)
+    epochs: int | None = None  # this student's number of epochs; schedules over training (WKD's decay) read it
 
 
 @dataclass
@@ -108,6 +109,9 @@ class DistillLoss(nn.Module):
 
     needs: ClassVar[frozenset[Need]] = frozenset({Need.LOGITS})
     description: ClassVar[str] = ""
+    # True when the loss relates examples of the batch to each other (similarities, transport across the
+    # batch, a memory bank): under several processes the harness then hands it the global batch
+    batchwise: ClassVar[bool] = False
 
     def __init__(self, ctx: LossContext):
         super().__init__()

@@ -39,3 +39,10 @@ def count(name: str, value: object, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return value
+
+
+def choice(name: str, value: object, options) -> str:
+    """One of ``options`` (named variants of a loss)."""
+    if value not in options:
+        raise ConfigError(f"{name} must be one of {list(options)}, got {value!r}")
+    return value

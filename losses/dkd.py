@@ -46,6 +46,9 @@ class DKD(DistillLoss):
     mdistiller's ``min(epoch / warmup, 1)`` with its 1-based epochs. Defaults are the mdistiller
     CIFAR-100 configuration (``engine/cfg.py``: alpha=1, beta=8, T=4, warmup=20, CE weight 1);
     the harness adds CE, so only TCKD and NCKD are returned.
+
+    Reference implementation: megvii-research/mdistiller, mdistiller/distillers/DKD.py.
+    Deviations: none.
     """
 
     needs = frozenset({Need.LOGITS, Need.LABELS})

@@ -35,6 +35,10 @@ class FSP(StudentInitialisation):
     groups, RepDistiller's ``feat[:-1]``. Where a student stage has other channels than the
     teacher's (RepDistiller refuses such pairs), a 1x1 conv + BN connector, trained in the same
     stage, maps it to the teacher's width.
+
+    Reference implementation: HobbitLong/RepDistiller, distiller_zoo/FSP.py (FSP), helper/pretrain.py.
+    Deviations: the 1x1 conv + BN connector for unequal channel counts (RepDistiller raises an
+    error there), so cross-architecture pairs run; equal channels get none, as in RepDistiller.
     """
 
     description = "FSP-matrix initialisation stage, then CE (Yim et al. 2017)"

@@ -22,6 +22,9 @@ class KD(DistillLoss):
 
     Defaults (T=4, weight 0.9, CE weight 0.1) follow the CRD protocol (RepDistiller
     ``train_student.py``); see ``bench/recipes/losses/classic.toml``.
+
+    Reference implementation: HobbitLong/RepDistiller, distiller_zoo/KD.py (DistillKL).
+    Deviations: none.
     """
 
     needs = frozenset({Need.LOGITS})

@@ -34,6 +34,9 @@ class NST(DistillLoss):
     ``stages`` defaults to ``[-3, -2, -1]``: the three groups of a CIFAR ResNet, RepDistiller's
     ``feat[1:-1]`` (``distiller_zoo/NST.py``). Maps of different resolution are pooled to the
     smaller one, as in RepDistiller; all-zero maps stay zero under the eps-guarded normalisation.
+
+    Reference implementation: HobbitLong/RepDistiller, distiller_zoo/NST.py (NSTLoss).
+    Deviations: none.
     """
 
     needs = frozenset({Need.FEATURES})

@@ -23,9 +23,13 @@ class PKT(DistillLoss):
     Mean over the batch-by-batch matrix of p_t log(p_t / p_s), eps-guarded as in the authors' code
     (RepDistiller ``distiller_zoo/PKT.py``), on the pooled penultimate embeddings (RepDistiller's
     ``feat[-1]``). The kernel only needs per-model cosines, so embedding widths may differ.
+
+    Reference implementation: HobbitLong/RepDistiller, distiller_zoo/PKT.py (PKT).
+    Deviations: none.
     """
 
     needs = frozenset({Need.EMBEDDING})
+    batchwise = True
     description = "probabilistic knowledge transfer with a cosine kernel (Passalis & Tefas 2018)"
 
     def __init__(self, ctx: LossContext):

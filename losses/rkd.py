@@ -37,9 +37,13 @@ class RKD(DistillLoss):
     ``angle_weight``, as RepDistiller ``distiller_zoo/RKD.py``), on the pooled penultimate
     embeddings (RepDistiller's ``feat[-1]``). Relations are batch-by-batch, so embedding widths may
     differ. Coincident points (constant inputs) give distance 1e-6 and zero edges, never 0/0.
+
+    Reference implementation: HobbitLong/RepDistiller, distiller_zoo/RKD.py (RKDLoss).
+    Deviations: none.
     """
 
     needs = frozenset({Need.EMBEDDING})
+    batchwise = True
     description = "relational distance + angle potentials (Park et al. 2019)"
 
     def __init__(self, ctx: LossContext, *, distance_weight: float, angle_weight: float):

@@ -28,9 +28,13 @@ class SP(DistillLoss):
     for a CIFAR ResNet. A b x b similarity matrix does not depend on channels or resolution, so any
     two architectures compare directly. A constant stage gives zero rows, which ``F.normalize``
     keeps at zero (eps-guarded) instead of 0/0.
+
+    Reference implementation: HobbitLong/RepDistiller, distiller_zoo/SP.py (Similarity).
+    Deviations: none.
     """
 
     needs = frozenset({Need.FEATURES})
+    batchwise = True
     description = "batch similarity-matrix matching (Tung & Mori 2019)"
 
     def __init__(self, ctx: LossContext, *, stages: list[int]):

@@ -8,7 +8,11 @@ from losses.base import Batch, DistillLoss, Outputs, register_loss
 
 @register_loss("vanilla")
 class Vanilla(DistillLoss):
-    """Cross-entropy only; the harness adds CE, so the distillation term is zero."""
+    """Cross-entropy only; the harness adds CE, so the distillation term is zero.
+
+    Reference implementation: HobbitLong/RepDistiller, train_teacher.py (cross-entropy training of a network alone).
+    Deviations: none.
+    """
 
     needs = frozenset()
     description = "no distillation (cross-entropy baseline)"

@@ -50,6 +50,9 @@ class VID(DistillLoss):
     channels, ``init_variance=5`` and ``variance_eps=1e-5``. ``stages`` defaults to
     ``[-3, -2, -1]``, RepDistiller's ``feat[1:-1]`` for a CIFAR ResNet. The head maps student to
     teacher channels; maps of different resolution are pooled to the smaller one.
+
+    Reference implementation: HobbitLong/RepDistiller, distiller_zoo/VID.py (VIDLoss, from ssahn0215/variational-information-distillation).
+    Deviations: none.
     """
 
     needs = frozenset({Need.FEATURES})

@@ -3,11 +3,13 @@
 Built-ins register with ``@registry.register("name", aliases=...)``. Third-party packages add
 entries through a Python entry-point group; those are listed from package metadata without
 importing them, and imported on first use. A plugin that fails to import is kept as a *broken*
-entry (shown by ``bench losses list``) instead of breaking every command.
+entry, and a plugin that takes a name already provided makes that name a *clash* naming both
+providers (both shown by ``bench losses list``); only that name is refused, every other keeps working.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -39,12 +41,15 @@ class Entry(Generic[T]):
     obj: T | None = None
     entry_point: metadata.EntryPoint | None = field(default=None, repr=False)
     error: str | None = None
+    clash: str | None = None  # why this name is refused: two providers claim it
 
     @property
     def broken(self) -> bool:
         return self.error is not None
 
     def load(self) -> T:
+        if self.clash is not None:
+            raise ConfigError(self.clash)
         if self.obj is None and self.error is None and self.entry_point is not None:
             try:
                 self.obj = self.entry_point.load()
@@ -103,7 +108,17 @@ class Registry(Generic[T]):
             dist = ep.dist
             provider = dist.name if dist else "unknown"
             version = dist.version if dist else "?"
-            self.add(Entry(ep.name, provider, version, entry_point=ep))
+            self._add_plugin(Entry(ep.name, provider, version, entry_point=ep))
+
+    def _add_plugin(self, entry: Entry[T]) -> None:
+        holders = {holder.name for holder in map(self._holder, (entry.name, *entry.aliases)) if holder is not None}
+        if not holders:
+            self.add(entry)
+        for name in holders:
+            holder = self._entries[name]
+            self._entries[name] = dataclasses.replace(holder, clash=(
+                f"{self.kind} name '{name}' is provided twice: by {holder.provider} {holder.version} and by "
+                f"{entry.provider} {entry.version}; uninstall one of them to use it"))
 
     # -- reading -------------------------------------------------------------------------------
     def entry(self, name: str) -> Entry[T]:
@@ -111,6 +126,8 @@ class Registry(Generic[T]):
         found = self._holder(name)
         if found is None:
             raise UnknownNameError(self.kind, name, self.names(with_aliases=True))
+        if found.clash is not None:
+            raise ConfigError(found.clash)
         return found
 
     def get(self, name: str) -> T:

@@ -20,8 +20,8 @@ def list_losses() -> None:
             cls = entry.load()
             needs = ", ".join(sorted(n.value for n in cls.needs)) or "-"
             description = cls.description
-        except Exception as exc:  # a broken plugin is listed as broken, never crashes the listing
-            needs, description = "?", f"[red]broken: {exc}[/red]"
+        except Exception as exc:  # a broken plugin or a name clash is listed as such, never crashes the listing
+            needs, description = "?", f"[red]{'clash' if entry.clash else 'broken'}: {exc}[/red]"
         table.add_row(entry.name, ", ".join(entry.aliases), f"{entry.provider} {entry.version}", needs, description)
     console().print(table)
 

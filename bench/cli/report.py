@@ -1,4 +1,4 @@
-"""``bench report``: leaderboards, figures and an HTML page from the recorded runs."""
+"""``bench report``: leaderboards, figures and an HTML page from the recorded runs, or one comparison in full."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from bench.cli.app import app
+from bench.cli.app import app, console
 
 
 def names(text: str | None) -> list[str] | None:
@@ -21,10 +21,28 @@ def report(
     dataset: Annotated[Optional[str], typer.Option(help="Only these datasets (comma-separated).")] = None,
     pair: Annotated[Optional[str], typer.Option(help="Only these teacher-student pairs (comma-separated).")] = None,
     losses: Annotated[Optional[str], typer.Option(help="Only these losses (comma-separated).")] = None,
+    baseline: Annotated[Optional[str], typer.Option(
+        help="Test every loss against these, paired by seed (comma-separated; default vanilla,kd).")] = None,
+    compare: Annotated[Optional[str], typer.Option(
+        metavar="A,B", help="Print loss A against loss B seed by seed, with CI and p-values; writes nothing.")] = None,
+    compare_protocols: Annotated[Optional[str], typer.Option(
+        metavar="P,Q", help="Print Kendall's tau between protocol P's and Q's rankings; writes nothing.")] = None,
 ) -> None:
     """Write leaderboard.csv/.md, plots/ and report.html per dataset, and print the leaderboard."""
     from bench.report import build_report  # pandas and matplotlib load only when a report is made
+    from bench.report import compare as comparisons
+    from bench.report.runs import select_runs
 
-    written = build_report(results_dir, datasets=names(dataset), pairs=names(pair), losses=names(losses))
+    if compare or compare_protocols:  # printed in full; every name is checked before anything prints
+        loss_pair = compare and comparisons.two_names("loss", compare)
+        protocol_pair = compare_protocols and comparisons.two_names("protocol", compare_protocols)
+        selected = select_runs(results_dir, names(dataset), names(pair), names(losses))
+        printed = [comparisons.compare_losses(selected, *loss_pair)] if loss_pair else []
+        printed += [comparisons.compare_protocols(selected, *protocol_pair)] if protocol_pair else []
+        for part in printed:
+            console().print(part)
+        return
+    written = build_report(results_dir, datasets=names(dataset), pairs=names(pair), losses=names(losses),
+                           console=console(), baselines=None if baseline is None else tuple(names(baseline)))
     for page in (path for path in written if path.name == "report.html"):
         typer.echo(f"report: {page}")

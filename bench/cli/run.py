@@ -9,11 +9,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from bench.cli.app import app, invocation
+from bench.cli.app import app, console, invocation
 from bench.cohort import Acceleration
 from bench.data.stream import Loading
 from bench.environment import resolve_device
 from bench.runner import RunRequest, execute, plan_run
+from bench.training.distributed import join_world
+from bench.training.launch import relaunch_under_torchrun
 from registry import ConfigError
 
 CACHE_ENV = "DISTILLBENCH_CACHE_DIR"
@@ -50,29 +52,38 @@ def run(
     train_split: Annotated[Optional[str], typer.Option(help="Training split, e.g. 'train+extra' for SVHN.")] = None,
     cache_dir: Annotated[Path, typer.Option(help=f"Teachers and checkpoints (env {CACHE_ENV}).")] = DEFAULT_CACHE,
     teacher_checkpoint: Annotated[Optional[Path], typer.Option(help="Use this teacher state_dict instead of training one.")] = None,
+    teacher_seed: Annotated[Optional[int], typer.Option(help="Train one teacher with this seed and share it by every seed [default: each seed trains its own].")] = None,
     sequential: Annotated[bool, typer.Option(help="Train students one after another instead of as a cohort.")] = False,
     amp: Annotated[Optional[bool], typer.Option(help="bf16 autocast of the models [default: on for CUDA].")] = None,
     channels_last: Annotated[Optional[bool], typer.Option(help="channels_last memory format [default: on for CUDA].")] = None,
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the student and teacher networks.")] = False,
     streams: Annotated[bool, typer.Option("--streams", help="Each student's step on its own CUDA stream.")] = False,
     data_path: Annotated[str, typer.Option(help="resident (in-memory datasets on the device) or loader (DataLoader + torchvision transforms).")] = "resident",
-    workers: Annotated[int, typer.Option(help="DataLoader workers (loader path and datasets not held in memory).")] = 4,
+    workers: Annotated[int, typer.Option(min=0, help="DataLoader workers (loader path and datasets not held in memory).")] = 4,
     quiet: Annotated[bool, typer.Option(help="No progress output.")] = False,
+    nproc: Annotated[int, typer.Option(min=1, help="Train each cohort on this many processes (torchrun, one GPU each); same numbers at the same global batch.")] = 1,
+    tensorboard: Annotated[bool, typer.Option("--tensorboard", help="TensorBoard event files per run under RESULTS_DIR/DATASET/tensorboard/.")] = False,
 ) -> None:
     """Train one student per loss as a cohort, append one row per run to the results, update the leaderboard."""
+    if nproc > 1:
+        raise typer.Exit(relaunch_under_torchrun(nproc, invocation[1:]))
+    world, device = join_world(device)
     accel = Acceleration.for_device(resolve_device(device), amp=amp, channels_last=channels_last, compile=compile,
                                     streams=streams)
     request = RunRequest(
         dataset=dataset, losses=losses, seeds=parse_seeds(seeds), pair=pair, teacher=teacher, student=student,
         protocol=protocol, epochs=epochs, batch_size=batch_size, lr=lr, overrides=tuple(set_ or ()), device=device,
         results_dir=results_dir, data_dir=data_dir, download=download, train_split=train_split, cache_dir=cache_dir,
-        teacher_checkpoint=teacher_checkpoint, sequential=sequential,
+        teacher_checkpoint=teacher_checkpoint, teacher_seed=teacher_seed, sequential=sequential,
         accel=accel,
-        loading=Loading(data_path, workers), quiet=quiet, command=shlex.join(invocation),
+        loading=Loading(data_path, workers), quiet=quiet, command=shlex.join(invocation), world=world,
+        tensorboard=tensorboard,
     )
     store = execute(plan_run(request))
+    if not world.is_main:
+        return
     from bench.report import build_report
 
-    written = build_report(results_dir, datasets=[dataset], console=False if quiet else None)
+    written = build_report(results_dir, datasets=[dataset], console=False if quiet else console())
     leaderboard = next((p for p in written if p.name == "leaderboard.csv"), store.runs_csv)
     typer.echo(f"leaderboard: {leaderboard}")

@@ -2,7 +2,8 @@
 
 Each pickle holds ``b'data'``, uint8 [N, 3072] with one row per image: the red, green and blue
 32×32 planes in row-major order, which is already CHW. Both datasets fit in memory whole
-(50,000 + 10,000 images), so they are returned as ``ImageTensors`` for the resident path.
+(50,000 + 10,000 images), so they are returned as ``ImageTensors`` for the resident path. The
+pickles are read by an unpickler that builds only builtin containers and numpy arrays.
 Default location: ``~/.cache/distillbench/data/<name>``; ``--download`` uses torchvision.
 """
 
@@ -20,6 +21,20 @@ from registry import ConfigError
 
 HOME_PAGE = "https://www.cs.toronto.edu/~kriz/cifar.html"
 READ_ERRORS = (OSError, EOFError, pickle.UnpicklingError, KeyError, TypeError, ValueError, AttributeError)
+# The only globals a CIFAR pickle refers to: numpy's array rebuilding, and how Python 3 pickles bytes.
+ALLOWED_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+}
+
+
+class CifarUnpickler(pickle.Unpickler):
+    """Builtin containers and numpy arrays only: a crafted file in --data-dir cannot run code."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in ALLOWED_GLOBALS:
+            raise pickle.UnpicklingError(f"refused to load {module}.{name}, which a CIFAR file never holds")
+        return super().find_class(module, name)
 
 
 @dataclass(frozen=True)
@@ -54,7 +69,7 @@ def read_batch(path: Path, layout: CifarLayout) -> tuple[np.ndarray, np.ndarray]
     """One pickle as (uint8 [N, 3, 32, 32], int64 [N]); an unreadable file is a ``ConfigError``."""
     try:
         with open(path, "rb") as handle:
-            batch = pickle.load(handle, encoding="bytes")  # the files were written by Python 2
+            batch = CifarUnpickler(handle, encoding="bytes").load()  # the files were written by Python 2
         data = np.asarray(batch[b"data"])
         labels = np.asarray(batch[layout.label_key], dtype=np.int64)
         if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:

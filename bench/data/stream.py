@@ -26,6 +26,19 @@ DATA_PATHS = ("resident", "loader")
 BatchTriple = tuple[Tensor, Tensor, Tensor]
 
 
+@dataclass(frozen=True)
+class Shard:
+    """The part of every batch this process takes: rank ``rank`` of ``world`` takes the rank-th of
+    ``world`` consecutive slices (equal when the batch splits evenly), so the ranks together see
+    exactly the batches of one process."""
+
+    rank: int = 0
+    world: int = 1
+
+    def part(self, batch: int) -> slice:
+        return slice(self.rank * batch // self.world, (self.rank + 1) * batch // self.world)
+
+
 def epoch_order(num_examples: int, seed: int, epoch: int) -> Tensor:
     """The shuffled order of one training epoch (on the CPU, identical on every machine)."""
     return torch.randperm(num_examples, generator=generator("cpu", seed, "order", epoch))
@@ -35,11 +48,11 @@ class ResidentStream:
     """Batches of an in-memory split held on ``device``, augmented with batched tensor ops."""
 
     def __init__(self, split: ImageTensors, info: DatasetInfo, batch_size: int, device: torch.device,
-                 *, train: bool, seed: int):
+                 *, train: bool, seed: int, shard: Shard = Shard()):
         self.images = split.images.to(device)
         self.labels = split.labels.to(device)
         self.info, self.batch_size, self.device = info, batch_size, device
-        self.train, self.seed = train, seed
+        self.train, self.seed, self.shard = train, seed, shard
 
     @property
     def num_examples(self) -> int:
@@ -59,8 +72,9 @@ class ResidentStream:
             idx = order[step * self.batch_size:(step + 1) * self.batch_size]
             images = self.images[idx]
             if self.train:
-                images = augment(images, self.info, gen)
-            yield images, self.labels[idx], idx
+                images = augment(images, self.info, gen)  # the whole global batch: same random draws for any world
+            part = self.shard.part(idx.shape[0])
+            yield images[part], self.labels[idx[part]], idx[part]
 
 
 class _Indexed(Dataset):
@@ -81,9 +95,9 @@ class LoaderStream:
     """Batches of a ``Dataset`` through worker processes; the dataset's transform augments."""
 
     def __init__(self, split: Dataset, batch_size: int, device: torch.device, *, train: bool, seed: int,
-                 workers: int):
+                 workers: int, shard: Shard = Shard()):
         self.split, self.batch_size, self.device = split, batch_size, device
-        self.train, self.seed, self.workers = train, seed, workers
+        self.train, self.seed, self.workers, self.shard = train, seed, workers, shard
 
     @property
     def num_examples(self) -> int:
@@ -94,11 +108,13 @@ class LoaderStream:
         return n // b if self.train else -(-n // b)
 
     def epoch(self, epoch: int) -> Iterator[BatchTriple]:
-        order = epoch_order(self.num_examples, self.seed, epoch) if self.train else range(self.num_examples)
+        order = epoch_order(self.num_examples, self.seed, epoch) if self.train else torch.arange(self.num_examples)
+        batches = [batch[self.shard.part(len(batch))].tolist() for batch in order.split(self.batch_size)
+                   if not self.train or len(batch) == self.batch_size]  # train drops the ragged last batch
         if self.workers == 0:  # transforms then draw from the global generator in this process
             torch.manual_seed(derive_seed(self.seed, "augment", epoch))
         loader = DataLoader(
-            _Indexed(self.split), batch_size=self.batch_size, sampler=list(order), drop_last=self.train,
+            _Indexed(self.split), batch_sampler=batches,
             num_workers=self.workers, pin_memory=self.device.type == "cuda", persistent_workers=False,
             generator=torch.Generator().manual_seed(derive_seed(self.seed, "augment", epoch)),
         )
@@ -120,10 +136,10 @@ class Loading:
 
 
 def make_stream(split: Split, info: DatasetInfo, batch_size: int, device: torch.device, *, train: bool,
-                seed: int, loading: Loading = Loading()) -> ResidentStream | LoaderStream:
+                seed: int, loading: Loading = Loading(), shard: Shard = Shard()) -> ResidentStream | LoaderStream:
     """The fast resident path for in-memory splits, the DataLoader path for everything else (or on request)."""
     if isinstance(split, ImageTensors):
         if loading.path == "resident":
-            return ResidentStream(split, info, batch_size, device, train=train, seed=seed)
+            return ResidentStream(split, info, batch_size, device, train=train, seed=seed, shard=shard)
         split = as_loader_split(split, info, train)
-    return LoaderStream(split, batch_size, device, train=train, seed=seed, workers=loading.workers)
+    return LoaderStream(split, batch_size, device, train=train, seed=seed, workers=loading.workers, shard=shard)

@@ -1,32 +1,45 @@
-"""The leaderboard: one row per recipe (a loss with its settings), its seeds reduced to mean ± std.
+"""The leaderboard: one row per recipe (a loss with its settings), its seeds reduced to mean ± std,
+with the paired verdicts against the baselines and a rank interval.
 
 Losses are compared inside a *comparison*: the same dataset, pair and training budget (protocol,
-stem, epochs, batch size, lr). Ranks and the Δ columns never cross comparisons, so a 2-epoch
-``fast`` run is never ranked against a 240-epoch ``standard`` one.
+stem, epochs, batch size, lr). Ranks, Δ and tests never cross comparisons, so a 2-epoch ``fast``
+run is never ranked against a 240-epoch ``standard`` one.
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
-COMPARISON = ["dataset", "pair", "protocol", "stem", "epochs", "batch_size", "lr"]
-RECIPE = [*COMPARISON, "loss", "recipe_hash"]
+from bench.report.keys import COMPARISON, RECIPE
+from bench.report.stats import EPOCHS, paired_table, rank_intervals
+
 BASELINES = ("vanilla", "kd")
 
-COLUMNS = [
-    "dataset", "pair", "protocol", "epochs", "rank", "loss", "n_seeds", "n_diverged",
-    "best_top1_mean", "best_top1_std", "last_top1_mean", "last_top1_std", "best_top5_mean",
-    "delta_vanilla", "delta_kd", "teacher_top1", "s_per_epoch", "loss_ms",
-    "teacher", "student", "stem", "batch_size", "lr", "recipe_hash",
-]
+# paired_table's columns as they land in the leaderboard: f"{name}_{baseline}" (+ "_last" for the last epoch)
+PAIRED = {"delta": "delta", "ci_low": "ci_low", "ci_high": "ci_high", "p_t_holm": "p",
+          "p_wilcoxon_holm": "p_wilcoxon", "verdict": "vs"}
+
+HEAD = ["dataset", "pair", "protocol", "epochs", "rank", "rank_low", "rank_high", "loss", "n_seeds", "n_diverged",
+        "best_top1_mean", "best_top1_std", "last_top1_mean", "last_top1_std", "best_top5_mean"]
+TAIL = ["paired_sd", "seeds_needed", "teacher_top1", "s_per_epoch", "loss_ms",
+        "teacher", "student", "stem", "batch_size", "lr", "recipe_hash"]
 
 
-def leaderboard(runs: pd.DataFrame, losses: list[str] | None = None) -> pd.DataFrame:
-    """Per recipe: seeds, mean/std of best and last top-1, Δ to the baselines, rank, cost.
+def paired_columns(baselines: tuple[str, ...]) -> list[str]:
+    """The leaderboard's paired columns, baseline by baseline: best epoch, then last."""
+    suffixes = ["" if epoch == "best" else f"_{epoch}" for epoch in EPOCHS]
+    return [f"{name}_{baseline}{suffix}" for baseline in baselines for suffix in suffixes for name in PAIRED.values()]
+
+
+def leaderboard(runs: pd.DataFrame, losses: list[str] | None = None,
+                baselines: tuple[str, ...] = BASELINES) -> pd.DataFrame:
+    """Per recipe: seeds, mean/std of best and last top-1, rank and its interval, paired Δ and verdicts, cost.
 
     ``n_seeds`` counts the runs that finished; diverged runs are counted in ``n_diverged`` and kept
-    out of every mean. The std is the sample std (ddof=1), so a single seed has none (NaN), never 0.
-    ``losses`` picks the rows shown; the baselines' runs still feed the Δ columns.
+    out of every mean and test. The std is the sample std (ddof=1), so a single seed has none (NaN),
+    never 0. ``losses`` picks the rows shown; the baselines' runs still feed the Δ columns.
+    ``paired_sd`` / ``seeds_needed``: the per-seed spread of Δ best top-1 to the first baseline, and
+    the seeds it would take to resolve a Δ of 0.5 points.
     """
     finished = runs[~runs["diverged"]]
     table = runs.groupby(RECIPE, dropna=False).agg(
@@ -35,7 +48,7 @@ def leaderboard(runs: pd.DataFrame, losses: list[str] | None = None) -> pd.DataF
         n_diverged=("diverged", "sum"),
         teacher_top1=("teacher_top1", "mean"),
     )
-    stats = finished.groupby(RECIPE, dropna=False).agg(
+    means = finished.groupby(RECIPE, dropna=False).agg(
         n_seeds=("seed", "size"),
         best_top1_mean=("best_top1", "mean"),
         best_top1_std=("best_top1", "std"),
@@ -45,30 +58,27 @@ def leaderboard(runs: pd.DataFrame, losses: list[str] | None = None) -> pd.DataF
         s_per_epoch=("s_per_epoch", "mean"),
         loss_ms=("loss_ms", "mean"),
     )
-    table = table.join(stats)
+    table = table.join(means).reset_index()
     table["n_seeds"] = table["n_seeds"].fillna(0).astype(int)
-    for baseline in BASELINES:
-        table[f"delta_{baseline}"] = paired_delta(finished, baseline)
-    table = table.reset_index()
     if losses:
         table = table[table["loss"].isin(losses)].copy()
     ranks = table.groupby(COMPARISON, dropna=False)["best_top1_mean"].rank(ascending=False, method="min")
     table["rank"] = ranks.astype("Int64")
     order = [*COMPARISON, "rank", "loss", "recipe_hash"]
-    return table.sort_values(order, na_position="last", kind="stable")[COLUMNS].reset_index(drop=True)
+    table = table.sort_values(order, na_position="last", kind="stable").reset_index(drop=True)
+    table = table.join(rank_intervals(finished, table))
+    table = table.merge(_paired_wide(paired_table(finished, baselines, losses), baselines), on=RECIPE, how="left")
+    return table[[*HEAD, *paired_columns(baselines), *TAIL]]
 
 
-def paired_delta(finished: pd.DataFrame, baseline: str) -> pd.Series:
-    """Mean per-seed difference in best top-1 to ``baseline``, over the seeds both runs finished.
-
-    Pairing by seed compares students that started from the same init and saw the same batches,
-    so the noise shared by the two runs cancels. Should a comparison hold several recipes of the
-    baseline, the one with the most finished seeds is the baseline.
-    """
-    base = finished[finished["loss"] == baseline]
-    seeds_per_recipe = base.groupby([*COMPARISON, "recipe_hash"], dropna=False).size().rename("n").reset_index()
-    chosen = seeds_per_recipe.sort_values(["n", "recipe_hash"], ascending=[False, True]).drop_duplicates(COMPARISON)
-    base = base.merge(chosen[[*COMPARISON, "recipe_hash"]], on=[*COMPARISON, "recipe_hash"])
-    both = finished.merge(base[[*COMPARISON, "seed", "best_top1"]], on=[*COMPARISON, "seed"], suffixes=("", "_base"))
-    both["delta"] = both["best_top1"] - both["best_top1_base"]
-    return both.groupby(RECIPE, dropna=False)["delta"].mean()
+def _paired_wide(paired: pd.DataFrame, baselines: tuple[str, ...]) -> pd.DataFrame:
+    """paired_table's long rows as the leaderboard's columns, one row per recipe."""
+    parts = [pd.DataFrame(columns=RECIPE).set_index(RECIPE)]
+    for (baseline, epoch), rows in paired.groupby(["baseline", "epoch"], sort=False):
+        suffix = "" if epoch == "best" else f"_{epoch}"
+        part = rows.set_index(RECIPE)[list(PAIRED)]
+        parts.append(part.rename(columns=lambda name: f"{PAIRED[name]}_{baseline}{suffix}"))
+    first = paired[(paired["baseline"] == baselines[0]) & (paired["epoch"] == "best")].set_index(RECIPE)
+    parts.append(first[["sd", "seeds_needed"]].rename(columns={"sd": "paired_sd"}))
+    wide = pd.concat(parts, axis=1)
+    return wide.reindex(columns=[*paired_columns(baselines), "paired_sd", "seeds_needed"]).reset_index()

@@ -1,24 +1,30 @@
 """From ``runs.csv`` to every report file of a dataset: leaderboard CSV and markdown, figures, HTML page.
 
-The filters are checked before anything is written; each text file is replaced atomically.
+The filters are checked before anything is written; every file is made before any is written, so a
+failure leaves the previous report whole; each text file is replaced atomically.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pandas as pd
 from rich.console import Console
 
-from bench.report.aggregate import RECIPE, leaderboard
+from bench.report.aggregate import BASELINES, leaderboard
 from bench.report.console import leaderboard_tables
-from bench.report.display import NOTES, caption, labelled
+from bench.report.display import NOTES, caption, friedman_note, labelled
 from bench.report.html import report_html
+from bench.report.keys import RECIPE
 from bench.report.markdown import leaderboard_markdown
 from bench.report.plots import write_plots
 from bench.report.reference import published
 from bench.report.runs import select_runs
+from bench.report.stats import friedman_over_pairs
 from bench.results import atomic_write_text
+from registry import ConfigError
 
 
 def build_report(
@@ -27,39 +33,62 @@ def build_report(
     pairs: list[str] | None = None,
     losses: list[str] | None = None,
     console: Console | bool | None = None,
+    baselines: tuple[str, ...] | None = None,
 ) -> list[Path]:
     """Write the report of every selected dataset and return the files written.
 
     ``console``: where the leaderboard table is printed (None: stdout, False: nowhere).
+    ``baselines``: the losses every other loss is tested against, paired by seed; when given, each must
+    have runs (the default, vanilla and kd, is used where present).
     """
     results_dir = Path(results_dir)
     selected = select_runs(results_dir, datasets, pairs, losses)
+    if baselines is not None:
+        check_baselines(baselines, selected)
     if console is None:
         console = Console()
     written = []
     for dataset, runs in selected.items():
-        written += write_dataset_report(results_dir / dataset, dataset, runs, losses, console)
+        written += write_dataset_report(results_dir / dataset, dataset, runs, losses, console, baselines or BASELINES)
     return written
 
 
+def check_baselines(baselines: tuple[str, ...], selected: dict[str, pd.DataFrame]) -> None:
+    """At least one baseline, each a loss with runs (a filter may hide it from the rows, not from the tests)."""
+    present = {loss for runs in selected.values() for loss in runs["loss"]}
+    unknown = [name for name in baselines if name not in present]
+    if not baselines or unknown:
+        raise ConfigError(f"no results for baseline {', '.join(map(repr, unknown)) or '(none given)'}; "
+                          f"expected one or more of: {', '.join(sorted(present))}")
+
+
 def write_dataset_report(
-    directory: Path, dataset: str, runs: pd.DataFrame, losses: list[str] | None, console: Console | bool
+    directory: Path, dataset: str, runs: pd.DataFrame, losses: list[str] | None, console: Console | bool,
+    baselines: tuple[str, ...] = BASELINES,
 ) -> list[Path]:
     """The files of one dataset; the leaderboard goes to ``console`` unless it is False."""
-    table = leaderboard(runs, losses)
+    table = leaderboard(runs, losses, baselines)
     reference = published(dataset)
     if reference is not None:
         table = reference.join(table)
     shown = labelled(table)
     runs = runs.merge(shown[[*RECIPE, "group", "label"]], on=RECIPE)
     about = caption(runs)
-    notes = [NOTES] + ([reference.note] if reference is not None else [])
+    across_pairs = friedman_over_pairs(shown)
+    notes = [NOTES, *map(friedman_note, across_pairs)] + ([reference.note] if reference is not None else [])
 
     csv, markdown, page = directory / "leaderboard.csv", directory / "leaderboard.md", directory / "report.html"
-    atomic_write_text(csv, table.to_csv(index=False, float_format="%.4f"))
-    atomic_write_text(markdown, leaderboard_markdown(dataset, shown, about, notes))
-    figures = write_plots(directory / "plots", shown, runs)
-    atomic_write_text(page, report_html(dataset, shown, about, notes, [f for f in figures if f.suffix == ".png"]))
+    texts = {csv: table.to_csv(index=False, float_format="%.4f"),
+             markdown: leaderboard_markdown(dataset, shown, about, notes)}
+    with tempfile.TemporaryDirectory(dir=directory, prefix=".plots.") as staging:  # every file made before any is written
+        staged = write_plots(Path(staging), shown, runs, across_pairs)
+        texts[page] = report_html(dataset, shown, about, notes, [f for f in staged if f.suffix == ".png"])
+        figures = [directory / "plots" / f.name for f in staged]
+        (directory / "plots").mkdir(exist_ok=True)
+        for made, figure in zip(staged, figures):
+            os.replace(made, figure)
+    for path, text in texts.items():
+        atomic_write_text(path, text)
     if console is not False:
-        console.print(leaderboard_tables(dataset, shown, about))
+        console.print(leaderboard_tables(dataset, shown, about, console))
     return [csv, markdown, *figures, page]

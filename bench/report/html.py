@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.report.display import cells
+from bench.report.display import cells, comparison_lines
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem; color: #222; }
@@ -36,7 +36,7 @@ def report_html(dataset: str, shown: pd.DataFrame, caption: str, notes: list[str
         f"<h1>{escape(dataset)} leaderboard</h1>",
         f"<p>{_code(caption)}</p>",
         _table(shown),
-        *(f'<p class="note">{escape(note)}</p>' for note in notes),
+        *(f'<p class="note">{escape(note)}</p>' for note in [*comparison_lines(shown), *notes]),
         "<h2>Figures</h2>",
         *(_figure(path) for path in figures),
         "</body></html>",

@@ -1,5 +1,5 @@
 """The figures of one dataset: per comparison accuracy bars, training curves and accuracy vs cost;
-across pairs a heatmap of Δ vs vanilla.
+across pairs a heatmap of Δ vs the first baseline and a critical-difference diagram per setting.
 
 Figures are ``matplotlib.figure.Figure`` objects (no pyplot state, Agg canvas), each saved as PNG
 for viewing and SVG for papers. A loss keeps its colour in every figure of a dataset.
@@ -8,7 +8,6 @@ for viewing and SVG for papers. A loss keeps its colour in every figure of a dat
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import matplotlib
@@ -16,9 +15,16 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+from scikit_posthocs import critical_difference_diagram
 
-def write_plots(plot_dir: Path, shown: pd.DataFrame, runs: pd.DataFrame) -> list[Path]:
-    """Every figure of ``shown`` (a labelled leaderboard) and its ``runs`` (with ``group`` and ``label``)."""
+from bench.report.display import baselines, critical_difference_stem, slug
+from bench.report.stats import ALPHA, Friedman
+
+
+def write_plots(plot_dir: Path, shown: pd.DataFrame, runs: pd.DataFrame,
+                across_pairs: list[Friedman] = ()) -> list[Path]:
+    """Every figure of ``shown`` (a labelled leaderboard), its ``runs`` (with ``group`` and ``label``) and
+    the Friedman tests ``across_pairs``."""
     plot_dir.mkdir(parents=True, exist_ok=True)
     colours = palette(shown["label"])
     written = []
@@ -30,8 +36,12 @@ def write_plots(plot_dir: Path, shown: pd.DataFrame, runs: pd.DataFrame) -> list
         written += save(training_curves(rows, runs[runs["group"] == group], title, colours), f"{stem}_curves")
         if rows[["s_per_epoch", "best_top1_mean"]].notna().all(axis=1).any():
             written += save(accuracy_vs_cost(rows, title, colours), f"{stem}_cost")
-    if shown["group"].nunique() >= 2 and shown["delta_vanilla"].notna().any():
-        written += save(delta_heatmap(shown), plot_dir / "delta_vs_vanilla")
+    reference = baselines(shown)[0]
+    if shown["group"].nunique() >= 2 and shown[f"delta_{reference}"].notna().any():
+        written += save(delta_heatmap(shown, reference), plot_dir / f"delta_vs_{reference}")
+    for result in across_pairs:
+        figure = critical_difference(result, shown["dataset"].iloc[0])
+        written += save(figure, plot_dir / critical_difference_stem(result.setting))
     return written
 
 
@@ -115,11 +125,11 @@ def accuracy_vs_cost(rows: pd.DataFrame, title: str, colours: dict[str, tuple]) 
     return fig
 
 
-def delta_heatmap(shown: pd.DataFrame) -> Figure:
-    """Δ best top-1 vs vanilla, losses × pairs; a loss with several recipes shows its best one."""
-    best = shown[shown["loss"] != "vanilla"].sort_values("rank", kind="stable").drop_duplicates(["group", "loss"])
+def delta_heatmap(shown: pd.DataFrame, baseline: str) -> Figure:
+    """Δ best top-1 vs ``baseline``, losses × pairs; a loss with several recipes shows its best one."""
+    best = shown[shown["loss"] != baseline].sort_values("rank", kind="stable").drop_duplicates(["group", "loss"])
     column = best["pair"] if shown["setting"].nunique() == 1 else best["pair"] + "\n" + best["setting"]
-    grid = best.assign(column=column).pivot(index="loss", columns="column", values="delta_vanilla")
+    grid = best.assign(column=column).pivot(index="loss", columns="column", values=f"delta_{baseline}")
     grid = grid[column.drop_duplicates()]  # comparisons in leaderboard order
     grid = grid.loc[grid.mean(axis=1).sort_values(ascending=False, na_position="last").index]
     values = grid.to_numpy(float)
@@ -132,8 +142,19 @@ def delta_heatmap(shown: pd.DataFrame) -> Figure:
         ax.text(j, i, "–" if np.isnan(value) else f"{value:+.2f}", ha="center", va="center", fontsize="small")
     ax.set_xticks(range(grid.shape[1]), grid.columns, rotation=30, ha="right")
     ax.set_yticks(range(grid.shape[0]), grid.index)
-    fig.colorbar(image, ax=ax, label="Δ best top-1 vs vanilla (points)")
-    ax.set_title(f"{shown['dataset'].iloc[0]} · Δ best top-1 vs vanilla per pair")
+    fig.colorbar(image, ax=ax, label=f"Δ best top-1 vs {baseline} (points)")
+    ax.set_title(f"{shown['dataset'].iloc[0]} · Δ best top-1 vs {baseline} per pair")
+    return fig
+
+
+def critical_difference(result: Friedman, dataset: str) -> Figure:
+    """Demšar's diagram: mean rank over pairs per loss; a bar joins losses Nemenyi cannot tell apart."""
+    fig = Figure(figsize=(8.0, 1.2 + 0.28 * len(result.mean_ranks)), layout="constrained")
+    ax = fig.add_subplot()
+    critical_difference_diagram(result.mean_ranks, result.nemenyi, ax=ax, alpha=ALPHA,
+                                label_fmt_left="{label} ({rank:.2f})", label_fmt_right="({rank:.2f}) {label}")
+    ax.set_title(f"{dataset} · {result.setting} · mean rank over {len(result.pairs)} pairs (1 = best)\n"
+                 f"Friedman χ² = {result.statistic:.2f}, p = {result.p:.3g}; bars: Nemenyi p ≥ {ALPHA}")
     return fig
 
 
@@ -151,10 +172,6 @@ def palette(labels: pd.Series) -> dict[str, tuple]:
     tab20 = matplotlib.colormaps["tab20"].colors
     colours = tab20[0::2] + tab20[1::2]
     return {label: colours[i % len(colours)] for i, label in enumerate(sorted(labels.unique()))}
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "", text.replace(", ", "_").replace(" ", ""))
 
 
 def _error_bars(ax, x: np.ndarray, y: np.ndarray, std: np.ndarray) -> None:

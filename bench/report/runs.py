@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.results import read_runs
 from registry import ConfigError
 
 RUNS_FILE = "runs.csv"
@@ -30,7 +31,9 @@ def find_datasets(results_dir: Path) -> dict[str, Path]:
 
 def load_runs(path: Path) -> pd.DataFrame:
     """One row per run; a config run twice keeps only its latest row (same run_id)."""
-    runs = pd.read_csv(path, dtype=dict.fromkeys(TEXT_COLUMNS, str))
+    stored = read_runs(path)  # validated: a damaged row is named with its line and left out
+    stored.warn_damage()
+    runs = stored.table
     missing = [column for column in USED_COLUMNS if column not in runs.columns]
     if missing:
         raise ConfigError(f"{path} lacks the column(s) {', '.join(missing)}; it is not a runs.csv of bench run")

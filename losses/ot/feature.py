@@ -38,6 +38,11 @@ class FeatureOT(DistillLoss):
     student's channels to the teacher's when they differ; maps of different resolution are pooled
     to the smaller. ``solver`` names an OT solver of ``losses.ot.solvers`` and ``solver_options``
     gives every one of its settings.
+
+    Reference implementation: none; this is the OT of ``ot-ipot`` moved to an intermediate stage,
+    not a published loss.
+    Deviations: not applicable (no paper defines it); the weight is ``ot-ipot``'s, not calibrated
+    for it.
     """
 
     needs = frozenset({Need.FEATURES})

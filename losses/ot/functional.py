@@ -391,16 +391,21 @@ def ipot(
 
 
 @_full_precision
-def sinkhorn_histograms(p: Tensor, q: Tensor, cost: Tensor, *, eps: float, iters: int) -> Tensor:
+def sinkhorn_histograms(p: Tensor, q: Tensor, cost: Tensor, *, eps: float, iters: int, guard: float = 0.0) -> Tensor:
     r"""Entropic OT between batches of histograms on one shared ground cost.
 
     For each row, the transport cost :math:`\langle P_\varepsilon, M\rangle` between histograms
     ``p[i]`` and ``q[i]`` (``[B, K]``, rows summing to one) under the cost ``M`` (``[K, K]``).
     Scaling-domain Sinkhorn with the kernel :math:`\exp(-M/\varepsilon)` shared by the batch, so
     memory is :math:`O(BK + K^2)` instead of the :math:`O(BK^2)` of a per-example log-domain
-    solve; it needs :math:`\max M / \varepsilon` below ~80 (float32 ``exp`` underflow). Zero-mass
-    bins carry no transport. Autograd runs through the ``iters`` iterations, so the gradient
-    reaches the histograms (the marginals), which is what logit-level losses train.
+    solve; it needs :math:`\max M / \varepsilon` below ~80 (float32 ``exp`` underflow). The
+    scaling ``u`` starts uniform over the support of ``p`` and at zero on its zero-mass bins, so at
+    any fixed ``iters`` the result is that of the same iterations on the histograms with those
+    bins (rows and columns of ``M``) removed; a start of ``1/K`` everywhere would let a zero-mass
+    bin take part in the first sweep. Autograd runs through the ``iters`` iterations, so the
+    gradient reaches the histograms (the marginals), which is what logit-level losses train.
+    ``guard`` is added to every denominator (WKD's code adds 1e-8); 0 clamps them at the smallest
+    positive float instead.
 
     References
     ----------
@@ -408,12 +413,18 @@ def sinkhorn_histograms(p: Tensor, q: Tensor, cost: Tensor, *, eps: float, iters
     """
     positive("eps", eps)
     count("iters", iters, 1)
+    non_negative("guard", guard)
     kernel = torch.exp(-cost / eps)
     tiny = torch.finfo(kernel.dtype).tiny
-    u = torch.full_like(p, 1.0 / p.shape[-1])
+
+    def divide(mass: Tensor, scale: Tensor) -> Tensor:
+        return mass / (scale + guard) if guard else mass / scale.clamp_min(tiny)
+
+    support = (p > 0).to(p.dtype)
+    u = support / support.sum(-1, keepdim=True)
     for _ in range(iters):
-        v = q / (u @ kernel).clamp_min(tiny)
-        u = p / (v @ kernel.T).clamp_min(tiny)
+        v = divide(q, u @ kernel)
+        u = divide(p, v @ kernel.T)
     return ((u @ (kernel * cost)) * v).sum(-1)
 
 
@@ -575,14 +586,20 @@ def gaussian_w2_terms(
     *,
     covariance: str = "full",
     reg: float = 1e-6,
+    unbiased: bool = False,
 ) -> Tensor:
     r"""The mean and covariance parts of :func:`gaussian_w2`, stacked on the last dim: ``[..., 2]``.
 
-    Losses that weight the two parts differently (WKD-F) use this.
+    Losses that weight the two parts differently (WKD-F) use this. ``unbiased=True`` divides the
+    weighted second moments by :math:`1 - \sum_i w_i^2`, which for uniform weights is the
+    ``n - 1`` of ``torch.var(unbiased=True)`` (WKD-F's convention).
     """
     choice("covariance", covariance, COVARIANCES)
     non_negative("reg", reg)
     mx, my = (w.unsqueeze(-2) @ z for w, z in ((a, x), (b, y)))  # weighted means, [B, 1, d]
+    if unbiased:
+        # A one-point cloud has 0 / 0 here: its variance is 0, not NaN.
+        a, b = (w / (1 - w.pow(2).sum(-1, keepdim=True)).clamp_min(torch.finfo(w.dtype).eps) for w in (a, b))
     xc, yc = x - mx, y - my
     mean_term = (mx - my).pow(2).sum((-2, -1))
     if covariance == "diag":

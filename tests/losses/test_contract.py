@@ -17,7 +17,7 @@ from registry import ConfigError
 ZOO = tomllib.loads((Path(__file__).resolve().parents[2] / "bench" / "recipes" / "losses" / "zoo.toml").read_text())
 ZERO_AFTER_INIT = {"ab", "fsp"}  # the paper trains with CE alone after the initialisation stage
 FROZEN_PARTS = {"ft": ("paraphraser",)}  # pre-trained in ``prepare``, fixed afterwards
-LEARNED_PARTS = {"vid", "ft", "crd"}  # run under autocast like the model, so bf16 changes them more
+LEARNED_PARTS = {"vid", "ft", "crd", "cc"}  # run under autocast like the model, so bf16 changes them more
 
 
 def build(name: str, ctx, **overrides):

@@ -12,7 +12,8 @@ from losses.crd import sample_negatives
 def crd(context):
     def make(negatives: int = 16, momentum: float = 0.5):
         torch.manual_seed(0)
-        return LOSSES.get("crd")(context(), embed_dim=8, negatives=negatives, temperature=0.07, momentum=momentum)
+        return LOSSES.get("crd")(context(), embed_dim=8, negatives=negatives, temperature=0.07, momentum=momentum,
+                                 eps=1e-7, memory_init="uniform", negatives_from="other_classes")
 
     return make
 
@@ -30,7 +31,7 @@ def test_memory_rows_move_by_momentum_and_stay_unit_length(crd, outputs, batch, 
         torch.testing.assert_close(new[b.indices], mixed / mixed.norm(dim=1, keepdim=True))
         untouched = torch.ones(len(old), dtype=torch.bool).index_fill_(0, b.indices, False)
         torch.testing.assert_close(new[untouched], old[untouched], rtol=0, atol=0)
-        torch.testing.assert_close(new.norm(dim=1), torch.ones(len(new)))
+        torch.testing.assert_close(new[b.indices].norm(dim=1), torch.ones(len(b.indices)))
 
 
 def test_z_is_estimated_once_and_checkpointed(crd, outputs, batch, shapes):
@@ -54,9 +55,14 @@ def test_a_restored_checkpoint_continues_identically(crd, outputs, batch, shapes
     assert {k: v.item() for k, v in a.items()} == {k: v.item() for k, v in b.items()}
 
 
+def others(anchors: torch.Tensor, num_train: int) -> torch.Tensor:
+    """Every position but the anchor's own, one row per anchor."""
+    return torch.ones(len(anchors), num_train, dtype=torch.bool).scatter(1, anchors[:, None], False)
+
+
 def test_negatives_are_distinct_and_never_the_anchor():
     anchors = torch.tensor([0, 7, 19])
-    draws = sample_negatives(anchors, 20, 19, torch.Generator().manual_seed(0))
+    draws = sample_negatives(others(anchors, 20), 19, 19, torch.Generator().manual_seed(0))
     assert draws.shape == (3, 19)
     for anchor, row in zip(anchors, draws):
         assert anchor not in row and len(set(row.tolist())) == 19 and row.max() < 20
@@ -64,7 +70,7 @@ def test_negatives_are_distinct_and_never_the_anchor():
 
 def test_a_training_set_smaller_than_k_is_sampled_with_replacement():
     anchors = torch.tensor([0, 5, 9])
-    draws = sample_negatives(anchors, 10, 500, torch.Generator().manual_seed(0))
+    draws = sample_negatives(others(anchors, 10), 500, 9, torch.Generator().manual_seed(0))
     assert draws.shape == (3, 500) and draws.min() >= 0 and draws.max() < 10
     for anchor, row in zip(anchors, draws):
         assert anchor not in row and set(row.tolist()) == set(range(10)) - {int(anchor)}
@@ -72,6 +78,6 @@ def test_a_training_set_smaller_than_k_is_sampled_with_replacement():
 
 def test_negatives_follow_the_generator():
     anchors = torch.tensor([1, 2])
-    same = [sample_negatives(anchors, 100, 30, torch.Generator().manual_seed(3)) for _ in range(2)]
-    other = sample_negatives(anchors, 100, 30, torch.Generator().manual_seed(4))
+    same = [sample_negatives(others(anchors, 100), 30, 99, torch.Generator().manual_seed(3)) for _ in range(2)]
+    other = sample_negatives(others(anchors, 100), 30, 99, torch.Generator().manual_seed(4))
     assert torch.equal(same[0], same[1]) and not torch.equal(same[0], other)

@@ -144,16 +144,64 @@ def test_sinkhorn_histograms_match_pot_per_row():
     np.testing.assert_allclose(otf.sinkhorn_histograms(p, q, M, eps=0.1, iters=2000).numpy(), expected, rtol=1e-9)
 
 
-def test_sinkhorn_histograms_zero_mass_bin_is_the_problem_without_it():
-    g = torch.Generator().manual_seed(1)
-    M = torch.rand(5, 5, generator=g, dtype=torch.float64)
-    p = torch.rand(1, 5, generator=g, dtype=torch.float64)
-    q = torch.rand(1, 5, generator=g, dtype=torch.float64)
-    p[:, 2] = q[:, 2] = 0
-    p, q = p / p.sum(), q / q.sum()
-    keep = [0, 1, 3, 4]
-    reduced = otf.sinkhorn_histograms(p[:, keep], q[:, keep], M[keep][:, keep], eps=0.1, iters=300)
-    assert otf.sinkhorn_histograms(p, q, M, eps=0.1, iters=300).item() == pytest.approx(reduced.item(), rel=1e-12)
+def authors_sinkhorn_cost(w1, w2, cost, reg, iters, guard=0.0, start=None):
+    """WKD mdistiller/distillers/WKD.py ``sinkhorn`` + ``wkd_logit_loss`` for one pair of
+    histograms: u starts at 1/dim, v then u per iteration, value <u K v, cost>. ``guard`` is their
+    1e-8 in the denominators."""
+    K = torch.exp(-cost / reg)
+    u = torch.full_like(w1, 1 / w1.shape[-1]) if start is None else start
+    for _ in range(iters):
+        v = w2 / (K.T @ u + guard)
+        u = w1 / (K @ v + guard)
+    return (u[:, None] * K * v[None, :] * cost).sum()
+
+
+def wkd_logit_problem():
+    g = torch.Generator().manual_seed(3)
+    z_s = torch.randn(4, 7, generator=g, dtype=torch.float64).requires_grad_()
+    z_t = torch.randn(4, 7, generator=g, dtype=torch.float64)
+    M = torch.rand(7, 7, generator=g, dtype=torch.float64)
+    M = ((M + M.T) / 2).fill_diagonal_(0)
+    labels = torch.tensor([0, 3, 6, 3])
+    return z_s, z_t, M, labels
+
+
+def authors_wkd_l_distance(z_s, z_t, M, labels, iters, guard=0.0):
+    """Their removal of the target class: softmax over, and cost between, the other classes."""
+    total = 0.0
+    for zs, zt, y in zip(z_s, z_t, labels.tolist()):
+        rest = [c for c in range(len(zs)) if c != y]
+        p, q = torch.softmax(zs[rest] / 4, 0), torch.softmax(zt[rest] / 4, 0)
+        total = total + authors_sinkhorn_cost(p, q, M[rest][:, rest], 0.05, iters, guard)
+    return total
+
+
+def our_wkd_l_distance(z_s, z_t, M, labels, iters, guard=0.0):
+    target = torch.nn.functional.one_hot(labels, z_s.shape[1]).bool()
+    p, q = (torch.softmax(z.masked_fill(target, float("-inf")) / 4, 1) for z in (z_s, z_t))
+    return otf.sinkhorn_histograms(p, q, M, eps=0.05, iters=iters, guard=guard).sum()
+
+
+@pytest.mark.parametrize("guard", [0.0, 1e-8])  # 1e-8: the authors' guard, which WKD-L uses
+@pytest.mark.parametrize("iters", [1, 10])  # 10: the WKD-L recipe's fixed count
+def test_sinkhorn_histograms_zero_mass_bin_is_the_authors_removal_at_fixed_iterations(iters, guard):
+    z_s, z_t, M, labels = wkd_logit_problem()
+    expected = authors_wkd_l_distance(z_s, z_t, M, labels, iters, guard)
+    (expected_grad,) = torch.autograd.grad(expected, z_s)
+    got = our_wkd_l_distance(z_s, z_t, M, labels, iters, guard)
+    (got_grad,) = torch.autograd.grad(got, z_s)
+    assert got.item() == pytest.approx(expected.item(), rel=1e-12)
+    torch.testing.assert_close(got_grad, expected_grad, rtol=1e-12, atol=1e-14)
+
+
+def test_a_uniform_start_on_every_bin_is_not_the_authors_removal():
+    """What the comparison at 10 iterations catches: u = 1/K on the zero-mass bin too."""
+    z_s, z_t, M, labels = wkd_logit_problem()
+    target = torch.nn.functional.one_hot(labels, 7).bool()
+    p, q = (torch.softmax(z.detach().masked_fill(target, float("-inf")) / 4, 1) for z in (z_s, z_t))
+    everywhere = sum(authors_sinkhorn_cost(pi, qi, M, 0.05, 10, start=torch.full_like(pi, 1 / 7)) for pi, qi in zip(p, q))
+    expected = authors_wkd_l_distance(z_s.detach(), z_t, M, labels, 10)
+    assert abs(everywhere.item() / expected.item() - 1) > 1e-9
 
 
 def ipot_algorithm_1(C, mu, nu, beta, outer, inner):

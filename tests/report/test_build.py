@@ -40,6 +40,7 @@ def test_every_output_file_is_written(report):
         for kind in ("accuracy", "curves", "cost"):
             expected |= {plots / f"{pair}_standard_3ep_{kind}.png", plots / f"{pair}_standard_3ep_{kind}.svg"}
     expected |= {plots / "delta_vs_vanilla.png", plots / "delta_vs_vanilla.svg"}
+    expected |= {plots / "critical_difference_standard_3ep.png", plots / "critical_difference_standard_3ep.svg"}
     assert set(written) == expected
     assert all(path.stat().st_size > 0 for path in written)
     assert (plots / "delta_vs_vanilla.png").read_bytes().startswith(b"\x89PNG")
@@ -67,7 +68,7 @@ def test_markdown_marks_best_diverged_and_single_seed(report):
 
 def test_html_is_one_self_contained_page(report):
     page = (report[0] / "report.html").read_text()
-    assert page.count('<img src="data:image/png;base64,') == 7  # 3 figures per pair + heatmap
+    assert page.count('<img src="data:image/png;base64,') == 8  # 3 figures per pair + heatmap + CD diagram
     assert "http://" not in page and "https://" not in page
     assert "<code>bench run --dataset toy --seeds 0,1,2</code>" in page
 

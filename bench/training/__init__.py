@@ -1,0 +1,1 @@
+"""The training path beyond one process: the distributed world a cohort trains in."""

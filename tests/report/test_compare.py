@@ -1,0 +1,104 @@
+"""``bench report --compare`` / ``--compare-protocols`` / ``--baseline`` and the console table's fit, via the CLI."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import pytest
+from rich.console import Console
+
+from bench.cli import main
+from bench.report import build_report
+
+VANILLA = [70.0, 71.0, 72.0, 73.0]
+KD = [72.0, 74.0, 73.0]  # seed 3 missing
+
+
+@pytest.fixture(scope="module")
+def results(run_row, write_runs):
+    rows = [run_row("vanilla", seed, best) for seed, best in enumerate(VANILLA)]
+    rows += [run_row("kd", seed, best) for seed, best in enumerate(KD)]
+    rows += [run_row("at", 0, 71.0), run_row("at", 1, 80.0, diverged=True), run_row("at", 2, 74.0)]
+    rows += [run_row(loss, seed, 60.0 + i + 0.3 * seed * (i + 1), protocol="fast", epochs=1)
+             for i, loss in enumerate(("vanilla", "at", "kd")) for seed in (0, 1)]
+    return write_runs(rows)
+
+
+def report(results, *options: str) -> int:
+    return main(["report", "--results-dir", str(results), *options])
+
+
+def test_compare_prints_every_seed_and_the_test(results, capsys):
+    before = sorted(results.rglob("*"))
+    assert report(results, "--compare", "kd,vanilla", "--pair", "resnet32x4-resnet8x4") == 0
+    out = capsys.readouterr().out
+    assert sorted(results.rglob("*")) == before  # prints, writes nothing
+    deltas = [k - v for k, v in zip(KD, VANILLA)]  # 2, 3, 1
+    for delta in deltas:
+        assert f"+{delta:.2f}" in out
+    assert "missing" in out  # kd has no seed 3
+    mean, sd = 2.0, 1.0
+    t = mean / (sd / math.sqrt(3))
+    p = 1 - t / math.sqrt(2 + t * t)  # Student's t with 2 degrees of freedom, two-sided
+    half = math.sqrt(2 * 0.95**2 / (1 - 0.95**2)) * sd / math.sqrt(3)
+    assert f"Δ = +2.00, 95% CI [{mean - half:+.2f}, {mean + half:+.2f}], paired t-test p = {p:.3g}" in out
+    assert "Wilcoxon needs ≥ 6 seeds (n = 3 shared seeds" in out
+    assert "34 seeds would resolve Δ = 0.5" in out  # sd of the differences is 1
+
+
+def test_compare_counts_diverged_and_refuses_a_test_on_one_seed(results, capsys):
+    assert report(results, "--compare", "at,kd") == 0
+    out = capsys.readouterr().out
+    assert "diverged" in out and "at: 1 diverged run(s) excluded" in out
+    assert "1 shared seed: no test" not in out  # standard: seeds 0 and 2 are shared
+    fast = out[out.index("(fast, 1 ep)"):]
+    assert "p =" in fast  # two seeds under fast as well
+
+
+def test_compare_protocols_prints_tau(results, capsys):
+    assert report(results, "--compare-protocols", "fast,standard") == 0
+    out = capsys.readouterr().out
+    # fast: kd > at > vanilla; standard: kd (73) > at (72.5) > vanilla (71.5): the same order
+    assert "Kendall's τ = +1.00 over 3 losses, 95% CI [" in out
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (("--compare", "kd"), "--compare expects two different losses separated by a comma, e.g. kd,vanilla; got 'kd'"),
+    (("--compare", "kd,dkd"), "no results for loss 'dkd'; expected one of: at, kd, vanilla"),
+    (("--compare-protocols", "fast,long"), "no results for protocol 'long'; expected one of: fast, standard"),
+    (("--baseline", "dkd"), "no results for baseline 'dkd'; expected one or more of: at, kd, vanilla"),
+])
+def test_bad_comparison_is_one_line_and_writes_nothing(results, capsys, options, message):
+    before = sorted(results.rglob("*"))
+    assert report(results, *options) == 2
+    assert capsys.readouterr().err == f"error: {message}\n"
+    assert sorted(results.rglob("*")) == before
+
+
+def test_baseline_option_chooses_the_reference(results):
+    import pandas as pd
+
+    assert report(results, "--baseline", "kd") == 0
+    table = pd.read_csv(results / "toy" / "leaderboard.csv")
+    assert "delta_kd" in table and "delta_vanilla" not in table
+    standard = table[table["protocol"] == "standard"].set_index("loss")
+    assert standard.loc["vanilla", "delta_kd"] == pytest.approx(-2.0)
+
+
+@pytest.mark.parametrize("width", [80, 100])
+def test_console_table_fits_a_narrow_terminal(results, width):
+    out = io.StringIO()
+    build_report(results, console=Console(file=out, width=width))
+    lines = out.getvalue().splitlines()
+    assert max(len(line) for line in lines) <= width
+    assert "…" not in out.getvalue()  # nothing cut
+    assert f"not shown at {width} columns:" in out.getvalue()
+    header = next(line for line in lines if line.lstrip().startswith("#"))
+    assert "rank CI" in header and "vs vanilla" in header  # the verdicts are what stays
+
+
+def test_console_table_keeps_every_column_when_wide(results):
+    out = io.StringIO()
+    build_report(results, console=Console(file=out, width=250))
+    assert "not shown" not in out.getvalue() and "95% CI vanilla" in out.getvalue()
