@@ -48,7 +48,8 @@ class AB(StudentInitialisation):
     paper's mu=1. As RepDistiller's ``Connector``, a stage pair of equal channels and height has no
     connector; otherwise it is ``conv_regressor`` without ReLU (conv -> BN, resolution matched).
 
-    Reference implementation: HobbitLong/RepDistiller, distiller_zoo/AB.py (ABLoss), models/util.py (Connector), helper/pretrain.py.
+    Reference implementation: HobbitLong/RepDistiller, distiller_zoo/AB.py (ABLoss), models/util.py
+    (Connector), helper/pretrain.py.
     Deviations: timm stages are post-activation, RepDistiller feeds pre-activation student and
     teacher features (``preact=True``); the teacher's sign pattern is unchanged by a ReLU, the
     student's source is not. Resolutions ConvReg refuses get ``conv_regressor``'s transposed conv.
@@ -61,7 +62,9 @@ class AB(StudentInitialisation):
         self.pairs = stage_pairs(ctx, stages)
         self.margin = positive("ab: margin", margin)
         self.init_epochs = count("ab: init_epochs", init_epochs, 0)
-        self.connectors = nn.ModuleList(connector(ctx.student.features[s], ctx.teacher.features[t]) for s, t in self.pairs)
+        self.connectors = nn.ModuleList(
+            connector(ctx.student.features[s], ctx.teacher.features[t]) for s, t in self.pairs
+        )
         n = len(self.pairs)
         self.stage_weights = [2.0 ** (i - n + 1) for i in range(n)]
 

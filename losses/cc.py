@@ -45,7 +45,8 @@ class CC(DistillLoss):
     harness adds CE; the paper's instance-level KD term is a separate loss (``kd``), and its
     class-uniform batch sampler is not used.
 
-    Reference implementation: HobbitLong/RepDistiller, distiller_zoo/CC.py (Correlation), train_student.py (LinearEmbed heads).
+    Reference implementation: HobbitLong/RepDistiller, distiller_zoo/CC.py (Correlation),
+    train_student.py (LinearEmbed heads).
     Deviations: none by default; ``variant="paper"`` follows the paper's kernel instead.
     """
 

@@ -86,7 +86,8 @@ class CRD(DistillLoss):
     from each training batch (the examples a pass drops with its ragged last batch);
     "other_examples" (and "other_classes" before ``prepare``) draws over every example but the anchor.
 
-    Reference implementation: HobbitLong/RepDistiller, crd/criterion.py, crd/memory.py, dataset/cifar100.py (CIFAR100InstanceSample, mode "exact").
+    Reference implementation: HobbitLong/RepDistiller, crd/criterion.py, crd/memory.py,
+    dataset/cifar100.py (CIFAR100InstanceSample, mode "exact").
     Deviations: negatives are drawn with replacement for every row of a step once one class
     leaves fewer than K others (RepDistiller decides per class; not met on CIFAR-100); until its
     first training step, an example the preparation pass dropped (at most a batch) may be a

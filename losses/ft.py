@@ -12,7 +12,10 @@ from registry import ConfigError
 
 
 def conv_stack(widths: list[int], *, transposed: bool = False, batch_norm: bool = False) -> nn.Sequential:
-    """3x3 stride-1 (transposed) convs, each then BN if ``batch_norm``, then LeakyReLU(0.1) (RepDistiller ``models/util.py``)."""
+    """3x3 stride-1 (transposed) convs, each then BN if ``batch_norm``, then LeakyReLU(0.1).
+
+    As RepDistiller's ``Paraphraser`` (no BN) and ``Translator`` (BN), ``models/util.py``.
+    """
     conv = nn.ConvTranspose2d if transposed else nn.Conv2d
     layers: list[nn.Module] = []
     for c_in, c_out in zip(widths, widths[1:]):
@@ -73,7 +76,8 @@ class FT(DistillLoss):
     "repdistiller" (default) compares channel-pooled squared factors, for which the CRD protocol's
     weight 200 was tuned; "paper" compares the vectorised factors of the paper's Eq. 3.
 
-    Reference implementation: HobbitLong/RepDistiller, distiller_zoo/FT.py, models/util.py (Paraphraser, Translator), helper/pretrain.py.
+    Reference implementation: HobbitLong/RepDistiller, distiller_zoo/FT.py, models/util.py
+    (Paraphraser, Translator), helper/pretrain.py.
     Deviations: none by default; ``variant="paper"`` follows the paper's vectorised factor instead.
     """
 

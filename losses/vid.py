@@ -51,7 +51,8 @@ class VID(DistillLoss):
     ``[-3, -2, -1]``, RepDistiller's ``feat[1:-1]`` for a CIFAR ResNet. The head maps student to
     teacher channels; maps of different resolution are pooled to the smaller one.
 
-    Reference implementation: HobbitLong/RepDistiller, distiller_zoo/VID.py (VIDLoss, from ssahn0215/variational-information-distillation).
+    Reference implementation: HobbitLong/RepDistiller, distiller_zoo/VID.py (VIDLoss, the authors'
+    code from ssahn0215/variational-information-distillation).
     Deviations: none.
     """
 

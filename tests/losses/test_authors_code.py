@@ -81,7 +81,8 @@ def test_ft_translator_and_paraphraser_are_the_authors(context):
     assert layers(loss.translator) == [nn.Conv2d, nn.BatchNorm2d, nn.LeakyReLU] * 3
     assert layers(loss.paraphraser.encoder) == [nn.Conv2d, nn.LeakyReLU] * 3
     assert layers(loss.paraphraser.decoder) == [nn.ConvTranspose2d, nn.LeakyReLU] * 3
-    convs = lambda m: [(c.in_channels, c.out_channels) for c in m.modules() if isinstance(c, (nn.Conv2d, nn.ConvTranspose2d))]
+    convs = lambda m: [(c.in_channels, c.out_channels) for c in m.modules()
+                       if isinstance(c, (nn.Conv2d, nn.ConvTranspose2d))]
     assert convs(loss.translator) == [(5, 5), (5, 3), (3, 3)]  # in, in -> int(7 * 0.5), out
     assert convs(loss.paraphraser.encoder) == [(7, 7), (7, 3), (3, 3)]
     assert convs(loss.paraphraser.decoder) == [(3, 3), (3, 7), (7, 7)]
@@ -169,7 +170,8 @@ LABELS = [0, 1, 2, 0, 1, 2, 0, 1, 2, 3]
 def test_crd_value_is_repdistillers_contrast_loss(context, eps):
     """With one example per class and K = N - 1 every other example is a negative: no sampling."""
     torch.manual_seed(0)
-    loss = prepared_crd(context, list(range(10)), negatives=9, eps=eps, memory_init="uniform", negatives_from="other_classes")
+    loss = prepared_crd(context, list(range(10)), negatives=9, eps=eps, memory_init="uniform",
+                        negatives_from="other_classes")
     memory_s, memory_t = np64(loss.memory_s), np64(loss.memory_t)
     s, t = features(STUDENT, 1, 1), features(TEACHER, 1, 2)
     anchor, n, k, tau = 9, 10, 9, 0.07
