@@ -37,11 +37,12 @@ COLUMNS = [
     "diverged", "curve", "wall_s", "s_per_epoch", "loss_ms", "device", "torch_version", "timm_version",
     "numpy_version", "pot_version", "python_version", "distillbench_version", "finished_at", "command",
 ]
-ADDED_LATER = {"teacher_seed"}  # empty in the rows of a file written before the column existed
-NO_VALUE_ALLOWED = {"best_top1", "best_top5", "best_epoch", "last_top1", "last_top5", "loss_ms",  # diverged, no loss term
-                    *ADDED_LATER}
+# Empty in the rows of a file written before the column existed (and kept empty when rewritten).
+ADDED_LATER = {"teacher_seed", "numpy_version", "pot_version", "python_version"}
+SCORES = {"best_top1", "best_top5", "best_epoch", "last_top1", "last_top5", "loss_ms"}  # none: diverged, no loss term
+NO_VALUE_ALLOWED = SCORES | ADDED_LATER
 NUMBERS = {"seed", "teacher_seed", "epochs", "batch_size", "lr", "weight", "ce_weight", "teacher_top1", "teacher_top5",
-           "wall_s", "s_per_epoch", *NO_VALUE_ALLOWED}
+           "wall_s", "s_per_epoch", *SCORES}
 JSON_VALUES = {"hparams", "curve"}
 TEXT = {"run_id", "recipe_hash", "dataset", "pair", "teacher", "student", "loss", "provider", "provider_version",
         "protocol", "stem", "hparams", "curve", "device", "torch_version", "timm_version", "numpy_version",

@@ -127,15 +127,21 @@ def test_a_failing_report_writes_no_file(tmp_path, cli, monkeypatch):
     assert sorted(p.name for p in (tmp_path / "toy").iterdir() if not p.name.startswith(".")) == ["configs", "runs.csv"]
 
 
-def test_a_file_from_before_a_column_was_added_is_read_and_extended(tmp_path):
+# The header of the committed results/fashion-mnist/runs.csv, written before these columns existed.
+LATER_COLUMNS = ("teacher_seed", "numpy_version", "pot_version", "python_version")
+
+
+@pytest.mark.parametrize("missing", [LATER_COLUMNS[:1], LATER_COLUMNS])
+def test_a_file_from_before_a_column_was_added_is_read_and_extended(tmp_path, missing):
     store = ResultsStore(tmp_path, "toy")
     store.directory.mkdir()
-    older = [c for c in COLUMNS if c != "teacher_seed"]
+    older = [c for c in COLUMNS if c not in missing]
     pd.DataFrame([row("old")], columns=older).to_csv(store.runs_csv, index=False)
     assert store.read().run_ids == {"old"} and store.read().damaged == []
     store.append(row("new"), {})
+    store.append(row("newer"), {})  # the rewritten old row, empty in the new columns, is still trusted
     assert store.runs_csv.read_text().splitlines()[0] == ",".join(COLUMNS)
-    assert store.runs()["run_id"].tolist() == ["old", "new"]
+    assert store.runs()["run_id"].tolist() == ["old", "new", "newer"] and store.read().damaged == []
 
 
 def test_the_columns_written_are_the_columns_read(tmp_path):
