@@ -175,7 +175,7 @@ class GlobalBatchNorm(nn.BatchNorm2d):
     @classmethod
     def like(cls, bn: nn.BatchNorm2d) -> "GlobalBatchNorm":
         new = cls(bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats,
-                  device=bn.weight.device if bn.affine else None)
+                  device=bn.running_mean.device, dtype=bn.running_mean.dtype)
         new.load_state_dict(bn.state_dict())
         new.train(bn.training)
         return new
