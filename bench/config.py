@@ -279,6 +279,11 @@ class RunSpec:
         return data
 
     @property
+    def teacher_trained_with(self) -> int:
+        """The seed the teacher of this run is trained with."""
+        return self.seed if self.teacher_seed is None else self.teacher_seed
+
+    @property
     def run_id(self) -> str:
         return content_hash(self.as_dict())
 

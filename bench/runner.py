@@ -141,8 +141,7 @@ def execute(plan: Plan) -> ResultsStore:
             with _claimed(store, runs, wait, request.world) as (mine, busy):
                 if mine and teacher is None:
                     with request.world.main_first():  # rank 0 trains a missing teacher; the others read its cache
-                        teacher_seed = seed if mine[0].teacher_seed is None else mine[0].teacher_seed
-                        teacher = obtain_teacher(plan.teacher, plan.data, teacher_seed, plan.device, request.cache_dir,
+                        teacher = obtain_teacher(plan.teacher, plan.data, mine[0].teacher_trained_with, plan.device, request.cache_dir,
                                                  reporter, request.accel, request.loading)
                 if mine:
                     reporter.info(f"seed {seed}: teacher {mine[0].pair.teacher} {teacher.top1:.2f}% top-1; "
@@ -270,7 +269,7 @@ def result_row(run: RunSpec, student: Student, teacher: Teacher, plan: Plan, com
         "run_id": run.run_id, "recipe_hash": run.recipe_hash, "dataset": run.dataset, "pair": run.pair.name,
         "teacher": run.pair.teacher, "student": run.pair.student, "loss": run.loss.name,
         "provider": run.loss.provider, "provider_version": run.loss.provider_version, "seed": run.seed,
-        "teacher_seed": run.seed if run.teacher_seed is None else run.teacher_seed,
+        "teacher_seed": run.teacher_trained_with,
         "protocol": run.protocol, "stem": run.student_stem, "epochs": run.train.epochs,
         "batch_size": run.train.batch_size, "lr": run.train.lr, "weight": run.loss.weight,
         "ce_weight": run.loss.ce_weight, "hparams": _json(run.loss.params),
