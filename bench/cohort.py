@@ -7,7 +7,8 @@ numbers as training it in a cohort, and a resumed student the same numbers as an
 
 A batch's path, top to bottom: stream -> teacher.extract (no grad, only what some loss needs) ->
 for each student: student.extract -> loss terms -> ce_weight * CE + weight * sum(terms) ->
-backward -> optimizer step -> device-side running sums (read once per epoch).
+the loss's optimizer_step (by default: backward -> optimizer step) -> device-side running sums
+(read once per epoch).
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ from bench.seeding import generator
 from bench.streams import StudentStreams
 from bench.timing import SectionTimer
 from bench.training.distributed import World
-from losses.base import MODEL_NEEDS, Batch, DistillLoss, Need, Outputs
+from bench.training.fuse import FusedStudents, fused
+from bench.training.schedule import Schedule
+from losses.base import MODEL_NEEDS, Batch, DistillLoss, Need, Outputs, defines_evaluation
 from registry import ConfigError
 
 
@@ -45,16 +48,17 @@ class Acceleration:
     channels_last: bool = False
     compile: bool = False  # torch.compile of every network's extract (students and teacher)
     streams: bool = False  # each student's step on its own CUDA stream (bench.streams)
+    fuse: bool = False  # same-architecture students' networks as one stacked computation (bench.training.fuse)
 
     @classmethod
     def for_device(cls, device: torch.device, *, amp: bool | None = None, channels_last: bool | None = None,
-                   compile: bool = False, streams: bool = False) -> "Acceleration":
+                   compile: bool = False, streams: bool = False, fuse: bool = False) -> "Acceleration":
         """The flags as asked; AMP and channels_last default to on for CUDA, where they pay."""
         on_gpu = device.type == "cuda"
         if streams and not on_gpu:
             raise ConfigError(f"--streams needs a CUDA device; got {device.type} (drop --streams or pass --device cuda)")
         return cls(amp=on_gpu if amp is None else amp, channels_last=on_gpu if channels_last is None else channels_last,
-                   compile=compile, streams=streams)
+                   compile=compile, streams=streams, fuse=fuse)
 
     def apply(self, network: Network) -> Network:
         """Put a network (on its device, shapes already probed) in the memory format and compiled form asked for."""
@@ -80,7 +84,7 @@ class Student:
     weight: float
     ce_weight: float
     optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scheduler: Schedule
     history: list[dict] = field(default_factory=list)  # one entry per finished epoch
     diverged: bool = False
     world: World = field(default_factory=World)  # the processes this student trains in (bench.training.distributed)
@@ -104,26 +108,32 @@ class Student:
 
     def train_step(self, images: Tensor, labels: Tensor, indices: Tensor, teacher: Outputs, epoch: int,
                    step: int, accel: Acceleration) -> None:
-        needs = self.loss.needs
-        batch = Batch(labels, indices, epoch, generator(images.device, self.seed, "step", self.name, epoch, step),
-                      self.epochs)
         with self.timer.section("step"):
             with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=accel.amp):
-                own = self.network.extract(images, needs)
-                ce = F.cross_entropy(own.logits.float(), labels)
-                with self.timer.section("loss"):
-                    own, teacher = visible(own, needs), visible(teacher, needs)
-                    if self.loss.batchwise:  # it relates examples to each other: give it the global batch
-                        own, teacher = self.world.gather_outputs(own), self.world.gather_outputs(teacher)
-                        batch = self.world.gather_batch(batch)
-                    terms = self.loss(own, teacher, batch)
-            terms = terms if isinstance(terms, dict) else {"loss": terms}
-            objective = self.ce_weight * ce + self.weight * sum(t.float() for t in terms.values())
-            self.optimizer.zero_grad(set_to_none=True)
-            objective.backward()
-            self.world.average_gradients([p for group in self.optimizer.param_groups for p in group["params"]])
-            self.optimizer.step()
-        self._accumulate({"ce": ce, **terms, "objective": objective})
+                own = self.network.extract(images, self.loss.needs)
+            task, distillation = self.objective(own, teacher, labels, indices, epoch, step, accel)
+            self.loss.optimizer_step(self.optimizer, task, distillation, self.world.average_gradients)
+            self.scheduler.after_batch()
+
+    def objective(self, own: Outputs, teacher: Outputs, labels: Tensor, indices: Tensor, epoch: int, step: int,
+                  accel: Acceleration) -> tuple[Tensor, Tensor]:
+        """``ce_weight * CE`` and ``weight`` times the loss's terms on this student's outputs (also when
+        its network ran fused with others: bench.training.fuse); the terms join the epoch's sums."""
+        needs = self.loss.needs
+        batch = Batch(labels, indices, epoch, generator(labels.device, self.seed, "step", self.name, epoch, step),
+                      self.epochs)
+        with torch.autocast(labels.device.type, dtype=torch.bfloat16, enabled=accel.amp):
+            ce = F.cross_entropy(own.logits.float(), labels)
+            with self.timer.section("loss"):
+                own, teacher = visible(own, needs), visible(teacher, needs)
+                if self.loss.batchwise:  # it relates examples to each other: give it the global batch
+                    own, teacher = self.world.gather_outputs(own), self.world.gather_outputs(teacher)
+                    batch = self.world.gather_batch(batch)
+                terms = self.loss(own, teacher, batch)
+        terms = terms if isinstance(terms, dict) else {"loss": terms}
+        task, distillation = self.ce_weight * ce, self.weight * sum(t.float() for t in terms.values())
+        self._accumulate({"ce": ce, **terms, "objective": task + distillation})
+        return task, distillation
 
     def _accumulate(self, terms: dict[str, Tensor]) -> None:
         for key, value in terms.items():
@@ -141,10 +151,10 @@ class Student:
             "step_s": self.timer.totals_ms().get("step", 0.0) / 1000,  # this student's own work
             "wall_s": wall_s,  # the whole cohort's epoch, shared by its students
             "loss_ms": self.timer.mean_ms("loss"),
-            "lr": self.optimizer.param_groups[0]["lr"],  # the rate this epoch trained at
+            "lr": self.optimizer.param_groups[0]["lr"],  # the rate of this epoch's last batch
         }
         self.history.append(record)
-        self.scheduler.step()
+        self.scheduler.after_epoch()
         self._start_epoch_sums()
         return record
 
@@ -169,6 +179,7 @@ def visible(outputs: Outputs, needs: frozenset[Need]) -> Outputs:
         logits=outputs.logits if Need.LOGITS in needs else None,
         features=outputs.features if Need.FEATURES in needs else (),
         embedding=outputs.embedding if Need.EMBEDDING in needs else None,
+        preact_features=outputs.preact_features if Need.PREACT_FEATURES in needs else (),
     )
 
 
@@ -182,19 +193,27 @@ def teacher_outputs(teacher: Network | None, images: Tensor, needs: frozenset[Ne
 
 @torch.no_grad()
 def evaluate(networks: Sequence[Network], stream: ResidentStream | LoaderStream, accel: Acceleration,
-             world: World = World()) -> list[tuple[float, float]]:
+             world: World = World(), losses: Sequence[DistillLoss] = ()) -> list[tuple[float, float]]:
     """Top-1 / top-5 accuracy (%) of each network on one pass over ``stream`` (this rank's part of it),
-    counted on the device and summed over ranks."""
-    for network in networks:
+    counted on the device and summed over ranks. A network's logits are its own, or those its loss
+    (``losses[i]``) defines for evaluation (SimKD's, through the teacher's classifier)."""
+    heads = [loss if defines_evaluation(loss) else None for loss in losses] or [None] * len(networks)
+    for network, head in zip(networks, heads):
         network.eval()
+        if head is not None:
+            head.eval()
     device = next(networks[0].parameters()).device
     correct = torch.zeros(len(networks), 2, device=device)
     total = 0
     for images, labels, _ in stream.epoch(0):
         total += labels.shape[0]
-        for i, network in enumerate(networks):
+        for i, (network, head) in enumerate(zip(networks, heads)):
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=accel.amp):
-                logits = network.extract(images, frozenset()).logits
+                if head is None:
+                    logits = network.extract(images, frozenset()).logits
+                else:
+                    logits = head.evaluation_logits(visible(network.extract(images, head.evaluation_needs),
+                                                            head.evaluation_needs))
             top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
             hits = top5 == labels[:, None]
             correct[i, 0] += hits[:, 0].sum()
@@ -203,10 +222,11 @@ def evaluate(networks: Sequence[Network], stream: ResidentStream | LoaderStream,
     return [(float(a), float(b)) for a, b in (world.sum(correct) * 100 / total).tolist()]
 
 
-def cohort_step(students: Sequence[Student], teacher: Network | None, teacher_needs: frozenset[Need], images: Tensor,
-                labels: Tensor, indices: Tensor, epoch: int, step: int, accel: Acceleration,
+def cohort_step(students: Sequence[Student | FusedStudents], teacher: Network | None, teacher_needs: frozenset[Need],
+                images: Tensor, labels: Tensor, indices: Tensor, epoch: int, step: int, accel: Acceleration,
                 streams: StudentStreams) -> None:
-    """One batch for the whole cohort: one teacher forward, then each student's step (on its own stream if asked)."""
+    """One batch for the whole cohort: one teacher forward, then each student's step (on its own stream if asked;
+    a group of fused students steps as one member)."""
     if accel.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
     shared = teacher_outputs(teacher, images, teacher_needs, accel)
@@ -235,12 +255,13 @@ def train_cohort(students: Sequence[Student], teacher: Network | None, train: Re
             student.network.train()
             student.loss.train()
         started = time.perf_counter()
-        with reporter.epoch(f"epoch {epoch + 1}/{last} · {', '.join(s.name for s in active)}", len(train)) as bar:
-            streams = StudentStreams(len(active), train.device, accel.streams)
+        label = f"epoch {epoch + 1}/{last} · {', '.join(s.name for s in active)}"
+        with reporter.epoch(label, len(train)) as bar, fused(active, accel) as members:
+            streams = StudentStreams(len(members), train.device, accel.streams)
             for step, (images, labels, indices) in enumerate(train.epoch(epoch)):
-                cohort_step(active, teacher, teacher_needs, images, labels, indices, epoch, step, accel, streams)
+                cohort_step(members, teacher, teacher_needs, images, labels, indices, epoch, step, accel, streams)
                 bar.advance()
-        scores = evaluate([s.network for s in active], test, accel, active[0].world)
+        scores = evaluate([s.network for s in active], test, accel, active[0].world, [s.loss for s in active])
         wall_s = time.perf_counter() - started
         summary = []
         for student, (top1, top5) in zip(active, scores):
@@ -252,11 +273,12 @@ def train_cohort(students: Sequence[Student], teacher: Network | None, train: Re
 
 
 def new_student(name: str, seed: int, network: Network, loss: DistillLoss, settings: TrainSettings,
-                weight: float, ce_weight: float, world: World = World()) -> Student:
-    """A student with the recipe's SGD + step schedule over its network and its loss's parameters."""
-    params = [*network.parameters(), *loss.parameters()]
-    fused = {"fused": True} if params[0].device.type == "cuda" else {}
-    optimizer = torch.optim.SGD(params, lr=settings.lr, momentum=settings.momentum, nesterov=settings.nesterov,
-                                weight_decay=settings.weight_decay, **fused)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(settings.milestones), settings.gamma)
+                weight: float, ce_weight: float, world: World = World(), steps_per_epoch: int | None = None) -> Student:
+    """A student with the recipe's SGD (or its loss's own optimizer) + step schedule over its network and its
+    loss's parameters. ``steps_per_epoch``: what a per-batch (cosine) schedule is spread over."""
+    optimizer = loss.build_optimizer([*network.parameters(), *loss.parameters()], lr=settings.lr,
+                                     momentum=settings.momentum, weight_decay=settings.weight_decay,
+                                     nesterov=settings.nesterov)
+    scheduler = Schedule(optimizer, settings.schedule, settings.epochs, settings.milestones, settings.gamma,
+                         steps_per_epoch)
     return Student(name, seed, settings.epochs, network, loss, weight, ce_weight, optimizer, scheduler, world=world)

@@ -24,6 +24,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
+from bench.training.schedule import SCHEDULES
 from losses import LOSSES
 from registry import ConfigError
 
@@ -101,6 +102,9 @@ class TrainSettings:
     milestones: tuple[int, ...]
     gamma: float
     nesterov: bool = False
+    # bench.training.schedule: "step" (x gamma at milestones) or "cosine" (to 0, per batch); out of the repr,
+    # which teacher cache keys hash, so step-schedule teachers keep their keys (see ``identity``)
+    schedule: str = field(default="step", repr=False)
 
     def __post_init__(self):
         for name in ("epochs", "batch_size"):
@@ -108,6 +112,13 @@ class TrainSettings:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}")
         if not 0 < self.lr < math.inf:
             raise ConfigError(f"lr must be positive and finite, got {self.lr}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"unknown schedule '{self.schedule}'; expected one of: {', '.join(SCHEDULES)}")
+
+    def identity(self) -> dict[str, Any]:
+        """What a cached result trained with these settings is keyed by; the step schedule, the only one
+        there once was, stays implicit so that keys made before schedules existed still match."""
+        return {"train": self} if self.schedule == "step" else {"train": self, "schedule": self.schedule}
 
 
 def resolve_train(recipe: Mapping[str, Any], protocol: str, student: str | None,
@@ -274,6 +285,8 @@ class RunSpec:
         data["loss"].pop("provider_version")  # recorded with the result; a version bump keeps the hash
         if data["teacher_seed"] is None:
             data.pop("teacher_seed")  # runs with a per-seed teacher keep the ids they always had
+        if data["train"]["schedule"] == "step":
+            data["train"].pop("schedule")  # so do runs of the step schedule, the only one there was
         if not with_seed:
             data.pop("seed")
         return data

@@ -11,7 +11,8 @@ turns the same checks into pytest cases for a plugin's own CI::
         check(loss)
 
 Each check builds the loss as ``bench run`` does (recipe hyperparameters or the class's defaults,
-construction under a fixed seed, ``prepare`` on a tiny pair of timm test models) and feeds it
+construction under a fixed seed, ``prepare`` on a tiny pair of timm test models, or of CIFAR zoo
+models for a loss that needs pre-activation features) and feeds it
 either random tensors of the probed shapes, which isolates the loss, or the models' own outputs,
 which is what training gives it. A failure names the line of the loss that raised.
 """
@@ -39,7 +40,7 @@ from torch import Tensor
 from bench.cohort import visible
 from bench.config import TrainSettings, hyperparameters, resolve_loss
 from bench.data.base import DatasetInfo
-from bench.models import Network, create_network, probe_shapes
+from bench.models import Network, create_network, gives_preact, probe_shapes
 from losses import LOSSES, Batch, DistillLoss, LossContext, ModelShapes, Need, Outputs, Preparation, total
 from losses.base import MODEL_NEEDS
 
@@ -97,6 +98,16 @@ SAME = World("test_resnet", "test_resnet", image_size=16, num_classes=5, batch_s
 ODD = World("test_resnet", "test_resnet", image_size=15, num_classes=7, batch_size=2)
 # 5 stages vs 4, 16 px vs 13 px maps, 96-d vs 64-d embedding, different channels at every stage
 CROSS = World("test_resnet", "test_convnext", image_size=16, num_classes=5, batch_size=4)
+# pre-activation stage features come from the CIFAR zoo: the same worlds built from it (VGG-8 -> ResNet-8:
+# 4 stages vs 3, 2 px vs 4 px last maps, 512-d vs 64-d embedding)
+PREACT_WORLDS = {SAME: World("resnet8", "resnet8", image_size=16, num_classes=5, batch_size=4),
+                 ODD: World("resnet8", "resnet8", image_size=15, num_classes=7, batch_size=2),
+                 CROSS: World("vgg8_cifar", "resnet8", image_size=16, num_classes=5, batch_size=4)}
+
+
+def world_for(subj: Subject, world: World) -> World:
+    """``world``, or its CIFAR zoo counterpart for a loss that needs pre-activation features."""
+    return PREACT_WORLDS.get(world, world) if Need.PREACT_FEATURES in subj.cls.needs else world
 
 
 @dataclass
@@ -148,6 +159,7 @@ def _key(subj: Subject, world: World) -> tuple:
 
 def build(subj: Subject, world: World, *, fresh: bool = False) -> tuple[DistillLoss, Models]:
     """The loss as ``bench run`` builds it: seeded construction, then ``prepare`` (reused unless ``fresh``)."""
+    world = world_for(subj, world)
     if not fresh and _key(subj, world) in _PREPARED:
         loss, m, _ = copy.deepcopy(_PREPARED[_key(subj, world)])
         return loss.train(), m
@@ -170,7 +182,8 @@ def random_outputs(shapes: ModelShapes, batch: int, gen: torch.Generator, *, fil
         x = torch.randn(batch, *shape, generator=gen) if fill is None else torch.full((batch, *shape), fill)
         return x.to(device=device, dtype=dtype).requires_grad_(grad)
 
-    return Outputs(tensor(shapes.num_classes), tuple(tensor(*f) for f in shapes.features), tensor(shapes.embedding))
+    return Outputs(tensor(shapes.num_classes), tuple(tensor(*f) for f in shapes.features), tensor(shapes.embedding),
+                   tuple(tensor(*f) for f in shapes.preact_features))
 
 
 def make_batch(labels: Tensor, indices: Tensor, seed: int, device: torch.device = CPU) -> Batch:
@@ -192,16 +205,22 @@ def step_inputs(m: Models, step: int, *, fill: float | None = None, dtype: torch
 EVERY_OUTPUT = frozenset({Need.FEATURES, Need.EMBEDDING})
 
 
+def every_output(network: Network) -> frozenset[Need]:
+    """Every output ``network`` gives (pre-activation features only where it has them)."""
+    return EVERY_OUTPUT | ({Need.PREACT_FEATURES} if gives_preact(network.body) else frozenset())
+
+
 def model_step(m: Models, images: Tensor, labels: Tensor, indices: Tensor) -> tuple[Outputs, Outputs, Batch]:
     """What training gives a loss: the teacher's outputs without gradient, the student's with."""
     with torch.no_grad():
-        teacher = m.teacher.extract(images, EVERY_OUTPUT)
-    return m.student.train().extract(images, EVERY_OUTPUT), teacher, make_batch(labels, indices, 0)
+        teacher = m.teacher.extract(images, every_output(m.teacher))
+    return m.student.train().extract(images, every_output(m.student)), teacher, make_batch(labels, indices, 0)
 
 
 def named_tensors(outputs: Outputs, side: str) -> list[tuple[str, Tensor]]:
     items = [("logits", outputs.logits), *((f"features[{i}]", f) for i, f in enumerate(outputs.features)),
-             ("embedding", outputs.embedding)]
+             ("embedding", outputs.embedding),
+             *((f"preact_features[{i}]", f) for i, f in enumerate(outputs.preact_features))]
     return [(f"{side}.{name}", t) for name, t in items if t is not None]
 
 
@@ -378,6 +397,7 @@ def check_deterministic(subj: Subject) -> None:
 
 
 def _train_steps(subj: Subject, world: World) -> None:
+    world = world_for(subj, world)
     loss, m = build(subj, world)
     for images, labels, indices in m.data:
         v = value(loss, *model_step(m, images, labels, indices))
@@ -455,7 +475,7 @@ def check_state_dict(subj: Subject) -> None:
 
 
 FIELD_NEEDS = {"logits": Need.LOGITS, "features": Need.FEATURES, "embedding": Need.EMBEDDING,
-               "labels": Need.LABELS, "indices": Need.INDICES}
+               "preact_features": Need.PREACT_FEATURES, "labels": Need.LABELS, "indices": Need.INDICES}
 
 
 class _Reads:
@@ -515,14 +535,14 @@ def check_prepare(subj: Subject) -> str:
     if not subj.prepares:
         return "no prepare stage"
     loss, m = build(subj, SAME)  # the teacher that prepare saw
-    pristine = _pristine(SAME).teacher.state_dict()
+    pristine = _pristine(world_for(subj, SAME)).teacher.state_dict()
     changed = [k for k, v in m.teacher.state_dict().items() if not torch.equal(v, pristine[k])]
     if changed:
         raise ConformanceError(f"prepare changed the teacher ({_some(changed)}); one teacher serves every loss "
                                "of a run")
     v = value(loss, *model_step(m, *m.data[0]))
     require_finite(v, "the first step after prepare")
-    return f"prepare took {_PREPARED[_key(subj, SAME)][2]:.1f} s"
+    return f"prepare took {_PREPARED[_key(subj, world_for(subj, SAME))][2]:.1f} s"
 
 
 # -- running them ------------------------------------------------------------------------------------

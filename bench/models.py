@@ -2,7 +2,9 @@
 
 ``Network.extract`` is the one place a model's outputs reach the losses: timm's
 ``forward_intermediates`` when a loss needs stage features (``forward_features`` otherwise), then
-``forward_head`` for logits and, when needed, the pooled pre-logits embedding.
+``forward_head`` for logits and, when needed, the pooled pre-logits embedding. Pre-activation stage
+features come from the CIFAR zoo's ``forward_preact_intermediates`` (in the same pass as the stage
+features); other models give none, and asking them is a ``ConfigError``.
 
 Small inputs. Models registered by ``bench.zoo`` (the CIFAR architectures) are designed for 32 px
 and run unchanged. An ImageNet-designed timm model given images smaller than 64 px has its first
@@ -46,15 +48,36 @@ class Network(nn.Module):
     def forward(self, images: Tensor) -> Tensor:
         return self.body(self.normalize(images))
 
+    @property
+    def name(self) -> str:
+        return self.body.pretrained_cfg.get("architecture", type(self.body).__name__)
+
     def extract(self, images: Tensor, needs: frozenset[Need]) -> Outputs:
-        """Logits always (cross-entropy needs them), features and embedding only when asked."""
+        """Logits always (cross-entropy needs them); features, pre-activation features, embedding when asked."""
         x = self.normalize(images)
-        if Need.FEATURES in needs:
+        preact = []
+        if Need.PREACT_FEATURES in needs:
+            if not gives_preact(self.body):
+                raise ConfigError(f"model '{self.name}' gives no pre-activation stage features; models that do: "
+                                  f"{PREACT_MODELS}")
+            final, features, preact = self.body.forward_preact_intermediates(x)
+            features = features if Need.FEATURES in needs else []
+        elif Need.FEATURES in needs:
             final, features = self.body.forward_intermediates(x)
         else:
             final, features = self.body.forward_features(x), []
         embedding = self.body.forward_head(final, pre_logits=True) if Need.EMBEDDING in needs else None
-        return Outputs(logits=self.body.forward_head(final), features=tuple(features), embedding=embedding)
+        return Outputs(logits=self.body.forward_head(final), features=tuple(features), embedding=embedding,
+                       preact_features=tuple(preact))
+
+
+PREACT_MODELS = ("the CIFAR zoo's resnet8..resnet110, resnet8x4, resnet32x4, resnet50_cifar, wrn_*, vgg*_cifar, "
+                 "mobilenetv2_cifar, shufflenetv1_cifar, shufflenetv2_cifar")
+
+
+def gives_preact(body: nn.Module) -> bool:
+    """Whether a model offers pre-activation stage features (the CIFAR zoo's ``stage_preact``)."""
+    return getattr(body, "stage_preact", None) is not None
 
 
 def model_error(name: str) -> ConfigError:
@@ -110,10 +133,13 @@ def probe_shapes(network: Network, info: DatasetInfo, device: torch.device) -> M
     was_training = network.training
     network.eval()
     images = torch.zeros(2, info.in_chans, info.image_size, info.image_size, device=device)
-    out = network.extract(images, frozenset({Need.FEATURES, Need.EMBEDDING}))
+    preact = frozenset({Need.PREACT_FEATURES}) if gives_preact(network.body) else frozenset()
+    out = network.extract(images, frozenset({Need.FEATURES, Need.EMBEDDING}) | preact)
     network.train(was_training)
     return ModelShapes(
         features=tuple(tuple(f.shape[1:]) for f in out.features),
         embedding=out.embedding.shape[1],
         num_classes=out.logits.shape[1],
+        preact_features=tuple(tuple(f.shape[1:]) for f in out.preact_features),
+        model=network.name,
     )

@@ -23,7 +23,7 @@ from filelock import Timeout
 from bench import checkpoint
 from bench.cohort import Acceleration, Student, new_student, train_cohort
 from bench.config import (
-    STANDARD_PROTOCOL, LossSpec, RunSpec, dataset_recipe, pair_loss_settings, parse_overrides, resolve_loss,
+    STANDARD_PROTOCOL, RunSpec, dataset_recipe, pair_loss_settings, parse_overrides, resolve_loss,
     resolve_pair, resolve_train,
 )
 from bench.data import DATASETS, DataRequest, LoadedDataset, load_dataset, make_stream
@@ -35,7 +35,7 @@ from bench.results import ResultsStore, check_writable_directory
 from bench.seeding import derive_seed, generator
 from bench.teacher import Teacher, TeacherPlan, obtain_teacher, plan_teacher
 from bench.training.distributed import World, sync_batchnorm
-from bench.training.tensorboard import EpochLog
+from bench.training.tracking import Tracking
 from losses import LOSSES, LossContext, Preparation
 from registry import ConfigError, parse_names
 
@@ -69,7 +69,7 @@ class RunRequest:
     quiet: bool = False
     command: str = "bench run"
     world: World = field(default_factory=World)  # the torchrun processes training each cohort together
-    tensorboard: bool = False  # per-run event files under <results>/<dataset>/tensorboard/
+    tracking: Tracking = field(default_factory=Tracking)  # live curves per run: TensorBoard, Weights & Biases
 
 
 @dataclass
@@ -84,6 +84,8 @@ class Plan:
 
 def plan_run(request: RunRequest) -> Plan:
     """Resolve and validate everything; raises ConfigError before anything is written."""
+    if request.accel.fuse and request.world.distributed:  # fused BatchNorm keeps per-process statistics
+        raise ConfigError(f"--fuse trains on one process; got {request.world.size} (drop --fuse or --nproc)")
     DATASETS.entry(request.dataset)
     recipe = dataset_recipe(request.dataset)
     loss_names = parse_names(request.losses, LOSSES)
@@ -190,8 +192,8 @@ def _train_and_record(runs: list[RunSpec], teacher: Teacher, plan: Plan, store: 
                        shard=world.shard)
     students = [_build_student(run, teacher, plan, reporter) for run in runs]
     by_student = dict(zip(map(id, students), runs))
-    logs = {id(s): EpochLog(store.directory / "tensorboard" / run.run_id, settings.batch_size)
-            for s, run in zip(students, runs) if request.tensorboard and world.is_main}
+    logs = {id(s): request.tracking.open(store.directory, run.run_id, run.as_dict(), settings.batch_size)
+            for s, run in zip(students, runs) if world.is_main}
     started = time.perf_counter()
 
     def save(student: Student) -> None:
@@ -225,7 +227,7 @@ def _build_student(run: RunSpec, teacher: Teacher, plan: Plan, reporter: Reporte
     torch.manual_seed(derive_seed(run.seed, "loss-init", run.loss.name))
     loss = sync_batchnorm(LOSSES.get(run.loss.name)(context, **run.loss.params).to(device), request.world)
     student = new_student(run.loss.name, run.seed, network, loss, run.train, run.loss.weight, run.loss.ce_weight,
-                          request.world)
+                          request.world, steps_per_epoch=len(data.train) // run.train.batch_size)
     path = _checkpoint_path(request, run)
     if path.is_file():
         if checkpoint.restore(path, device, student.load_state_dict) is not None:

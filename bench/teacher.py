@@ -48,7 +48,8 @@ def plan_teacher(pair: Pair, dataset: str, train_split: str | None, settings: Tr
         return TeacherPlan(pair.teacher, f"checkpoint:{digest}", checkpoint=checkpoint_file)
     if pair.teacher_weights:
         return TeacherPlan(pair.teacher, f"pretrained:{pair.teacher_weights}")
-    recipe = content_hash({"dataset": dataset, "train_split": train_split, "model": pair.teacher, "train": settings})
+    recipe = content_hash({"dataset": dataset, "train_split": train_split, "model": pair.teacher,
+                           **settings.identity()})
     return TeacherPlan(pair.teacher, f"trained:{recipe}", settings=settings)
 
 
@@ -99,7 +100,8 @@ def _trained_teacher(plan: TeacherPlan, key: str, data: LoadedDataset, seed: int
         reporter.info(f"teacher {plan.model}: cached ({state['top1']:.2f}% top-1), {final}")
         return Teacher(network.requires_grad_(False).eval(), state["top1"], state["top5"])
     student = new_student("teacher", seed, network, Vanilla(LossContext(shapes, shapes, len(data.train))).to(device),
-                          plan.settings, weight=0.0, ce_weight=1.0)
+                          plan.settings, weight=0.0, ce_weight=1.0,
+                          steps_per_epoch=len(data.train) // plan.settings.batch_size)
     checkpoint.restore(partial, device, student.load_state_dict)
     reporter.info(f"training teacher {plan.model} for {plan.settings.epochs} epochs (cached afterwards)")
     train = make_stream(data.train, data.info, plan.settings.batch_size, device, train=True, seed=seed, loading=loading)

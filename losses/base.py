@@ -7,7 +7,11 @@ A loss is an ``nn.Module`` that
   (connectors, projection heads): they are optimised together with its student;
 * may implement ``prepare`` — a stage before training that sees the teacher, the student and the
   training data (AB/FT/FSP initialisation, WKD-L's class-cost matrix, ...);
-* returns a scalar, or a dict of named scalar terms that the harness sums and logs one by one.
+* may define its student's evaluation logits (``evaluation_logits`` from ``evaluation_needs``:
+  SimKD's, through the teacher's classifier); only a loss that does is asked at evaluation;
+* returns a scalar, or a dict of named scalar terms that the harness sums and logs one by one;
+* may shape its student's optimizer and step (``build_optimizer``, ``optimizer_step``: DOT's two
+  momenta); the defaults are the recipe's SGD and one backward pass of the weighted sum.
 
 The harness trains ``ce_weight * CE(student) + weight * loss``; both weights and every
 hyperparameter come from recipe data (``bench/recipes/losses/*.toml``), never from constants here.
@@ -34,6 +38,9 @@ class Need(str, Enum):
     EMBEDDING = "embedding"  # pooled pre-logits features, [B, D] (timm forward_head(pre_logits=True))
     LABELS = "labels"  # ground-truth class of each example
     INDICES = "indices"  # position of each example in the training set (CRD's memory bank)
+    # every stage's output before its final ReLU, NCHW, one per stage (the stem excluded): the CIFAR zoo's
+    # ``forward_preact_intermediates`` (OFD)
+    PREACT_FEATURES = "preact_features"
 
     @classmethod
     def parse(cls, needs: Iterable[str]) -> frozenset["Need"]:
@@ -44,7 +51,7 @@ class Need(str, Enum):
             raise ConfigError(f"{exc}; a loss may need: {valid}") from None
 
 
-MODEL_NEEDS = frozenset({Need.LOGITS, Need.FEATURES, Need.EMBEDDING})
+MODEL_NEEDS = frozenset({Need.LOGITS, Need.FEATURES, Need.EMBEDDING, Need.PREACT_FEATURES})
 
 
 @dataclass
@@ -54,6 +61,7 @@ class Outputs:
     logits: Tensor | None = None
     features: tuple[Tensor, ...] = ()
     embedding: Tensor | None = None
+    preact_features: tuple[Tensor, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,8 @@ class ModelShapes:
     features: tuple[tuple[int, int, int], ...]  # (C, H, W) of each stage
     embedding: int
     num_classes: int
+    preact_features: tuple[tuple[int, int, int], ...] = ()  # empty when the model gives none
+    model: str = ""  # the model's name, for error messages
 
 
 @dataclass(frozen=True)
@@ -112,6 +122,8 @@ class DistillLoss(nn.Module):
     # True when the loss relates examples of the batch to each other (similarities, transport across the
     # batch, a memory bank): under several processes the harness then hands it the global batch
     batchwise: ClassVar[bool] = False
+    # what ``evaluation_logits`` reads, for a loss that redefines its student's evaluation logits (SimKD)
+    evaluation_needs: ClassVar[frozenset[Need]] = frozenset()
 
     def __init__(self, ctx: LossContext):
         super().__init__()
@@ -120,8 +132,44 @@ class DistillLoss(nn.Module):
     def prepare(self, prep: Preparation) -> None:
         """Optional stage before training; the default does nothing."""
 
+    def evaluation_logits(self, student: Outputs) -> Tensor:
+        """The student's class scores at evaluation, from its outputs of ``evaluation_needs``; the default
+        is the network's own logits. Only a loss that overrides this is asked (``defines_evaluation``)."""
+        return student.logits
+
     def forward(self, student: Outputs, teacher: Outputs, batch: Batch) -> Tensor | dict[str, Tensor]:
         raise NotImplementedError
+
+    def build_optimizer(self, params: list[nn.Parameter], *, lr: float, momentum: float, weight_decay: float,
+                        nesterov: bool) -> torch.optim.Optimizer:
+        """The optimizer of the student's network and this loss's parameters, from the recipe's SGD
+        settings; the default is that SGD. Override it with ``optimizer_step`` when a method trains
+        with its own update rule (DOT)."""
+        fused = {"fused": True} if params[0].device.type == "cuda" else {}
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
+                               **fused)
+
+    def optimizer_step(self, optimizer: torch.optim.Optimizer, task: Tensor, distillation: Tensor,
+                       average_gradients: Callable[[list[nn.Parameter]], None]) -> None:
+        """One step of the student on ``task`` (``ce_weight * CE``) and ``distillation`` (``weight`` times
+        the sum of this loss's terms); ``average_gradients`` averages gradients over processes.
+
+        The default descends their sum with one backward pass.
+        """
+        optimizer.zero_grad(set_to_none=True)
+        (task + distillation).backward()
+        average_gradients(optimized(optimizer))
+        optimizer.step()
+
+
+def optimized(optimizer: torch.optim.Optimizer) -> list[nn.Parameter]:
+    """Every parameter an optimizer updates, in its order."""
+    return [p for group in optimizer.param_groups for p in group["params"]]
+
+
+def defines_evaluation(loss: DistillLoss) -> bool:
+    """True when ``loss`` redefines its student's evaluation logits (SimKD: through the teacher's classifier)."""
+    return type(loss).evaluation_logits is not DistillLoss.evaluation_logits
 
 
 def stage_index(shapes: ModelShapes, stage: int) -> int:

@@ -1,14 +1,13 @@
 """Yang, Martinez, Bulat & Tzimiropoulos, "Knowledge Distillation via Softmax Regression
 Representation Learning" (ICLR 2021)."""
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from losses.base import Batch, DistillLoss, LossContext, Need, Outputs, Preparation, register_loss
 from losses.checks import non_negative, positive
 from losses.kd import kd_divergence
-from registry import ConfigError
+from losses.teacher_head import copy_teacher_classifier, hold_teacher_classifier, teacher_classifier
 
 
 @register_loss("srrl")
@@ -37,20 +36,14 @@ class SRRL(DistillLoss):
         self.T = positive("srrl: T", T)
         s_dim, t_dim = ctx.student.embedding, ctx.teacher.embedding
         self.connector = nn.Sequential(nn.Conv2d(s_dim, t_dim, 1, bias=False), nn.BatchNorm2d(t_dim), nn.ReLU())
-        self.register_buffer("head_weight", torch.zeros(ctx.teacher.num_classes, t_dim))
-        self.register_buffer("head_bias", torch.zeros(ctx.teacher.num_classes))
+        hold_teacher_classifier(self, ctx.teacher.num_classes, t_dim)
 
     def prepare(self, prep: Preparation) -> None:
-        head = prep.teacher.body.get_classifier()
-        if not isinstance(head, nn.Linear) or head.weight.shape != self.head_weight.shape:
-            raise ConfigError(f"srrl needs a teacher whose classifier is one linear layer on its pooled "
-                              f"{self.head_weight.shape[1]}-d features; this teacher's is {head}")
-        self.head_weight.copy_(head.weight.detach())
-        self.head_bias.copy_(head.bias.detach() if head.bias is not None else torch.zeros_like(self.head_bias))
+        copy_teacher_classifier(self, "srrl", prep.teacher)
 
     def forward(self, student: Outputs, teacher: Outputs, batch: Batch) -> dict[str, Tensor]:
         mapped = self.connector(student.embedding[:, :, None, None]).flatten(1)
-        regressed = F.linear(mapped, self.head_weight.to(mapped.dtype), self.head_bias.to(mapped.dtype))
+        regressed = teacher_classifier(self, mapped)
         return {
             "feature": F.mse_loss(mapped.float(), teacher.embedding.float()),
             "regression": F.mse_loss(regressed.float(), teacher.logits.float()),

@@ -2,21 +2,39 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pickle
+from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 import scipy.io
 from PIL import Image
 
+import bench.runner
 from bench.data import cifar
 
 
 def synthetic_run(tmp: Path, cache: Path, *extra: str) -> list[str]:
     return ["run", "--dataset", "synthetic", "--results-dir", tmp / "results", "--cache-dir", cache,
             "--device", "cpu", "--quiet", *extra]
+
+
+def interrupt_after_first_epoch(monkeypatch, students: int) -> Callable[[], None]:
+    """Make ``bench run`` stop (as on Ctrl-C) once each of ``students`` has checkpointed its first epoch;
+    returns the function that lets runs finish again."""
+    original_save = bench.runner.checkpoint.save
+    saves = []
+
+    def save_then_interrupt(state, path):
+        original_save(state, path)
+        if "runs" in path.parts:
+            saves.append(path)
+            if len(saves) == students:
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(bench.runner.checkpoint, "save", save_then_interrupt)
+    return lambda: monkeypatch.setattr(bench.runner.checkpoint, "save", original_save)
 
 
 def read_runs(results: Path, dataset: str = "synthetic") -> pd.DataFrame:

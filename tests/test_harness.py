@@ -9,7 +9,7 @@ import pytest
 
 import bench.runner
 from bench.results import COLUMNS
-from helpers import read_runs, synthetic_run
+from helpers import interrupt_after_first_epoch, read_runs, synthetic_run
 
 LOSSES = "vanilla,kd,fitnet"
 NUMBERS = ["best_top1", "best_top5", "best_epoch", "last_top1", "last_top5", "curve", "teacher_top1"]
@@ -66,21 +66,11 @@ def test_rerun_skips_finished_runs(cohort_run, teacher_cache, cli, monkeypatch):
 
 def test_interrupted_run_resumes_to_the_uninterrupted_result(cohort_run, tmp_path, teacher_cache, cli, monkeypatch):
     cache = tmp_path / "cache"  # own run checkpoints; the teacher is retrained identically
-    original_save = bench.runner.checkpoint.save
-    saves = []
-
-    def save_then_interrupt(state, path):
-        original_save(state, path)
-        if "runs" in path.parts:
-            saves.append(path)
-            if len(saves) == len(LOSSES.split(",")):  # epoch 1 of every student is checkpointed
-                raise KeyboardInterrupt
-
-    monkeypatch.setattr(bench.runner.checkpoint, "save", save_then_interrupt)
+    let_finish = interrupt_after_first_epoch(monkeypatch, len(LOSSES.split(",")))
     args = synthetic_run(tmp_path, cache, "--losses", LOSSES, "--seeds", "0")
     assert cli(*args).code == 130
     assert not (tmp_path / "results" / "synthetic" / "runs.csv").exists()
-    monkeypatch.setattr(bench.runner.checkpoint, "save", original_save)
+    let_finish()
     assert cli(*args).code == 0
     resumed, uninterrupted = read_runs(tmp_path / "results"), read_runs(cohort_run / "results")
     uninterrupted = uninterrupted[uninterrupted["seed"] == 0].reset_index(drop=True)

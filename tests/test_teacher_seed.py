@@ -34,8 +34,8 @@ def test_a_protocol_trains_its_teacher_on_its_own_schedule():
     recipe = dataset_recipe("fashion-mnist")
     student = resolve_train(recipe, "converged", "resnet8", {})
     teacher = resolve_train(recipe, "converged", None, {})
-    assert (student.epochs, student.milestones) == (2, (1,))
-    assert (teacher.epochs, teacher.milestones) == (10, (5, 8))
+    assert (student.epochs, student.schedule) == (1, "cosine")
+    assert (teacher.epochs, teacher.milestones, teacher.schedule) == (10, (5, 8), "step")
     assert resolve_train(recipe, "fast", None, {}).epochs == 1  # other protocols keep the shared [teacher]
 
 

@@ -10,7 +10,7 @@ import typer
 
 from bench.cli.app import console, invocation, perf_app
 
-FLAGS = {"amp": "amp", "channels-last": "channels_last", "compile": "compile", "streams": "streams"}
+FLAGS = {"amp": "amp", "channels-last": "channels_last", "compile": "compile", "streams": "streams", "fuse": "fuse"}
 
 
 def _ablated(text: str | None) -> list[str]:
@@ -38,6 +38,7 @@ def perf_harness(
     channels_last: Annotated[Optional[bool], typer.Option(help="channels_last [default: on for CUDA].")] = None,
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile every network.")] = False,
     streams: Annotated[bool, typer.Option("--streams", help="Each student's step on its own CUDA stream.")] = False,
+    fuse: Annotated[bool, typer.Option("--fuse", help="Same-architecture students step as one stacked network.")] = False,
     ablate: Annotated[Optional[str], typer.Option(help=f"Flags to flip one at a time, timing the cohort step again: {', '.join(FLAGS)}.")] = None,
     out: Annotated[Path, typer.Option(help="Directory for harness_<device>_b<batch>.csv and its plot.")] = Path("results/perf"),
 ) -> None:
@@ -63,7 +64,7 @@ def perf_harness(
         check_model_name(model)
     if batch_size < 2 or steps < 1:
         raise ConfigError(f"--batch-size must be >= 2 and --steps >= 1; got {batch_size} and {steps}")
-    flags = dict(amp=amp, channels_last=channels_last, compile=compile, streams=streams)
+    flags = dict(amp=amp, channels_last=channels_last, compile=compile, streams=streams, fuse=fuse)
     accel = Acceleration.for_device(target, **flags)
     ablated = _ablated(ablate)
     variants = [Acceleration.for_device(target, **{**flags, key: not getattr(accel, key)}) for key in ablated]

@@ -16,6 +16,7 @@ from bench.environment import resolve_device
 from bench.runner import RunRequest, execute, plan_run
 from bench.training.distributed import join_world
 from bench.training.launch import relaunch_under_torchrun
+from bench.training.tracking import Tracking, require_wandb, resolve_wandb_project
 from registry import ConfigError
 
 CACHE_ENV = "DISTILLBENCH_CACHE_DIR"
@@ -58,18 +59,23 @@ def run(
     channels_last: Annotated[Optional[bool], typer.Option(help="channels_last memory format [default: on for CUDA].")] = None,
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the student and teacher networks.")] = False,
     streams: Annotated[bool, typer.Option("--streams", help="Each student's step on its own CUDA stream.")] = False,
+    fuse: Annotated[bool, typer.Option("--fuse", help="Same-architecture students run forward/backward as one stacked network (same results).")] = False,
     data_path: Annotated[str, typer.Option(help="resident (in-memory datasets on the device) or loader (DataLoader + torchvision transforms).")] = "resident",
     workers: Annotated[int, typer.Option(min=0, help="DataLoader workers (loader path and datasets not held in memory).")] = 4,
     quiet: Annotated[bool, typer.Option(help="No progress output.")] = False,
     nproc: Annotated[int, typer.Option(min=1, help="Train each cohort on this many processes (torchrun, one GPU each); same numbers at the same global batch.")] = 1,
     tensorboard: Annotated[bool, typer.Option("--tensorboard", help="TensorBoard event files per run under RESULTS_DIR/DATASET/tensorboard/.")] = False,
+    wandb: Annotated[bool, typer.Option("--wandb", help="Weights & Biases curves per run (needs wandb installed).")] = False,
+    wandb_project: Annotated[Optional[str], typer.Option(help="Weights & Biases project (default: env WANDB_PROJECT, else distillbench).")] = None,
 ) -> None:
     """Train one student per loss as a cohort, append one row per run to the results, update the leaderboard."""
+    if wandb:
+        require_wandb()
     if nproc > 1:
         raise typer.Exit(relaunch_under_torchrun(nproc, invocation[1:]))
     world, device = join_world(device)
     accel = Acceleration.for_device(resolve_device(device), amp=amp, channels_last=channels_last, compile=compile,
-                                    streams=streams)
+                                    streams=streams, fuse=fuse)
     request = RunRequest(
         dataset=dataset, losses=losses, seeds=parse_seeds(seeds), pair=pair, teacher=teacher, student=student,
         protocol=protocol, epochs=epochs, batch_size=batch_size, lr=lr, overrides=tuple(set_ or ()), device=device,
@@ -77,7 +83,7 @@ def run(
         teacher_checkpoint=teacher_checkpoint, teacher_seed=teacher_seed, sequential=sequential,
         accel=accel,
         loading=Loading(data_path, workers), quiet=quiet, command=shlex.join(invocation), world=world,
-        tensorboard=tensorboard,
+        tracking=Tracking(tensorboard, resolve_wandb_project(wandb_project) if wandb else None),
     )
     store = execute(plan_run(request))
     if not world.is_main:

@@ -10,7 +10,8 @@ Three measurements on the same synthetic, CIFAR-shaped data held on the device:
    (what running one job per loss costs).
 
 Every row carries the acceleration flags it ran with; the CLI's ``--ablate`` repeats the cohort
-measurement with single flags flipped. It measures and reports ratios; it never asserts timings.
+measurement with single flags flipped. Under ``fuse`` only the cohort step fuses its same-architecture
+students (``bench.training.fuse``); the limit and the sequential runs stay one network at a time. It measures and reports ratios; it never asserts timings.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from bench.data.base import DatasetInfo, ImageTensors
 from bench.data.stream import ResidentStream
 from bench.models import create_network, probe_shapes
 from bench.streams import StudentStreams
+from bench.training.fuse import fused
 from losses import LOSSES, LossContext
 from losses.base import MODEL_NEEDS, ModelShapes, Need
 
@@ -83,6 +85,16 @@ def _timed(step: Callable[[int], None], steps: int, device: torch.device) -> flo
     return (time.perf_counter() - start) / steps
 
 
+def cohort_under_test(setup: HarnessSetup, info, device: torch.device, count: int, accel: Acceleration):
+    """The frozen teacher, the students of ``setup`` and what the losses need of the teacher."""
+    torch.manual_seed(0)
+    teacher, _ = create_network(setup.teacher, info)
+    teacher.to(device).eval().requires_grad_(False)
+    students = _students(setup, info, probe_shapes(teacher, info, device), device, count, accel)
+    accel.apply(teacher)
+    return teacher, students, frozenset().union(*(s.loss.needs & MODEL_NEEDS for s in students))
+
+
 def run_harness_benchmark(setup: HarnessSetup, device: torch.device, accel: Acceleration,
                           modes: tuple[str, ...] = MODES) -> tuple[pd.DataFrame, dict[str, float | None]]:
     """Per mode: ms/step and images/s (with the acceleration flags that made them); plus each loss's
@@ -96,13 +108,7 @@ def run_harness_benchmark(setup: HarnessSetup, device: torch.device, accel: Acce
     # the limit's batches: made once by the same data path, so they have the cohort's memory layout
     # (augmented batches come out channels_last) but cost nothing to produce while timed
     ready = [(images, labels) for images, labels, _ in stream.epoch(0)]
-    torch.manual_seed(0)
-    teacher, _ = create_network(setup.teacher, info)
-    teacher.to(device).eval().requires_grad_(False)
-    students = _students(setup, info, probe_shapes(teacher, info, device), device, count, accel)
-    accel.apply(teacher)
-    streams = StudentStreams(len(students), device, accel.streams)
-    all_needs = frozenset().union(*(s.loss.needs & MODEL_NEEDS for s in students))
+    teacher, students, all_needs = cohort_under_test(setup, info, device, count, accel)
 
     def model_only(i: int) -> None:
         images, labels = ready[i % len(ready)]
@@ -119,7 +125,7 @@ def run_harness_benchmark(setup: HarnessSetup, device: torch.device, accel: Acce
     def cohort(i: int) -> None:
         epoch_batches = stream.epoch(i)  # the real data path: order + augmentation on the device
         images, labels, indices = next(iter(epoch_batches))
-        cohort_step(students, teacher, all_needs, images, labels, indices, 0, i, accel, streams)
+        cohort_step(members, teacher, all_needs, images, labels, indices, 0, i, accel, streams)
 
     def sequential(i: int) -> None:
         images, labels, indices = next(iter(stream.epoch(i)))
@@ -129,9 +135,11 @@ def run_harness_benchmark(setup: HarnessSetup, device: torch.device, accel: Acce
     alone = StudentStreams(1, device, enabled=False)
     steps = {"model-only": model_only, "cohort": cohort, "sequential": sequential}
     best = {mode: float("inf") for mode in modes}
-    for _ in range(ROUNDS):  # interleaved rounds, fastest kept: no mode profits from running later
-        for mode in modes:
-            best[mode] = min(best[mode], _timed(steps[mode], setup.steps, device))
+    with fused(students, accel) as members:  # fused once, as for an epoch; the other modes run unfused
+        streams = StudentStreams(len(members), device, accel.streams)
+        for _ in range(ROUNDS):  # interleaved rounds, fastest kept: no mode profits from running later
+            for mode in modes:
+                best[mode] = min(best[mode], _timed(steps[mode], setup.steps, device))
     frame = pd.DataFrame([{"mode": mode, "ms_per_step": seconds * 1000, "images_per_s": setup.batch_size / seconds}
                           for mode, seconds in best.items()])
     frame["students"] = len(students)

@@ -15,11 +15,12 @@ from rich.console import Console
 
 from bench.report.aggregate import BASELINES, leaderboard
 from bench.report.console import leaderboard_tables
-from bench.report.display import NOTES, caption, friedman_note, labelled
+from bench.report.display import NOTES, caption, friedman_note, labelled, protocol_note
 from bench.report.html import report_html
 from bench.report.keys import RECIPE
 from bench.report.markdown import leaderboard_markdown
 from bench.report.plots import write_plots
+from bench.report.protocols import resampled_comparisons
 from bench.report.reference import published
 from bench.report.runs import select_runs
 from bench.report.stats import friedman_over_pairs
@@ -75,13 +76,15 @@ def write_dataset_report(
     runs = runs.merge(shown[[*RECIPE, "group", "label"]], on=RECIPE)
     about = caption(runs)
     across_pairs = friedman_over_pairs(shown)
-    notes = [NOTES, *map(friedman_note, across_pairs)] + ([reference.note] if reference is not None else [])
+    protocols = resampled_comparisons(dataset, runs)
+    notes = [NOTES, *map(friedman_note, across_pairs), *map(protocol_note, protocols)]
+    notes += [reference.note] if reference is not None else []
 
     csv, markdown, page = directory / "leaderboard.csv", directory / "leaderboard.md", directory / "report.html"
     texts = {csv: table.to_csv(index=False, float_format="%.4f"),
              markdown: leaderboard_markdown(dataset, shown, about, notes)}
     with tempfile.TemporaryDirectory(dir=directory, prefix=".plots.") as staging:  # every file made before any is written
-        staged = write_plots(Path(staging), shown, runs, across_pairs)
+        staged = write_plots(Path(staging), shown, runs, across_pairs, protocols)
         texts[page] = report_html(dataset, shown, about, notes, [f for f in staged if f.suffix == ".png"])
         figures = [directory / "plots" / f.name for f in staged]
         (directory / "plots").mkdir(exist_ok=True)

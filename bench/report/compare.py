@@ -16,8 +16,8 @@ from rich.text import Text
 
 from bench.report.display import MISSING, number, signed
 from bench.report.keys import COMPARISON
-from bench.report.stats import (ALPHA, EFFECT, EPOCHS, MIN_WILCOXON, POWER, RESAMPLES, baseline_runs, paired_test,
-                                protocol_agreement)
+from bench.report.protocols import ProtocolComparison, agreement_summary, protocol_comparisons
+from bench.report.stats import ALPHA, EFFECT, EPOCHS, MIN_WILCOXON, POWER, baseline_runs, paired_test
 from registry import ConfigError
 
 
@@ -94,43 +94,22 @@ def _in_words(test) -> str:
 def compare_protocols(selected: dict[str, pd.DataFrame], first: str, second: str) -> Group:
     """Per dataset and pair: Kendall's τ between the two protocols' rankings by mean best top-1."""
     _check_present("protocol", (first, second), {p for runs in selected.values() for p in runs["protocol"]})
-    parts = []
-    for dataset, runs in selected.items():
-        finished = runs[~runs["diverged"]]
-        for pair, own in finished.groupby("pair", sort=False):
-            budgets = [list(own[own["protocol"] == protocol].groupby(COMPARISON, dropna=False, sort=False))
-                       for protocol in (first, second)]
-            for _, runs_a in budgets[0]:
-                for _, runs_b in budgets[1]:
-                    parts += _agreement(dataset, pair, _one_recipe_each(runs_a), _one_recipe_each(runs_b))
-    if not parts:
+    found = [c for dataset, runs in selected.items() for c in protocol_comparisons(dataset, runs, first, second)]
+    if not found:
         raise ConfigError(f"no pair has finished runs under both protocols {first!r} and {second!r}")
-    return Group(*parts)
+    return Group(*(part for comparison in found for part in _agreement(comparison)))
 
 
-def _one_recipe_each(runs: pd.DataFrame) -> pd.DataFrame:
-    return pd.concat([baseline_runs(runs, loss) for loss in runs["loss"].unique()])
-
-
-def _agreement(dataset: str, pair: str, runs_a: pd.DataFrame, runs_b: pd.DataFrame) -> list:
-    names = [f"{runs['protocol'].iloc[0]} ({runs['epochs'].iloc[0]} ep)" for runs in (runs_a, runs_b)]
-    result = protocol_agreement(runs_a, runs_b)
-    heading = Text(f"{dataset} · {pair}: {names[0]} vs {names[1]}", style="bold")
+def _agreement(comparison: ProtocolComparison) -> list:
+    names, result = comparison.names, comparison.agreement
+    heading = Text(f"{comparison.dataset} · {comparison.pair}: {names[0]} vs {names[1]}", style="bold")
     if result is None:
         return [heading, Text("fewer than 3 losses under both: no ranking to compare.")]
-    means = [runs[runs["loss"].isin(result.losses)].groupby("loss")["best_top1"].mean() for runs in (runs_a, runs_b)]
-    ranks = [mean.rank(ascending=False, method="min") for mean in means]
+    ranks = comparison.ranks
     table = Table("loss", *(f"rank {name}" for name in names), pad_edge=False, collapse_padding=True)
     for loss in ranks[0].sort_values().index:
-        table.add_row(loss, *(str(int(rank[loss])) for rank in ranks))
-    if math.isnan(result.low):
-        interval = f"no interval: {names[result.seeds.index(min(result.seeds))]} has {min(result.seeds)} seed"
-    else:
-        interval = (f"95% CI [{result.low:+.2f}, {result.high:+.2f}] "
-                    f"(bootstrap over each protocol's seeds, {RESAMPLES} draws)")
-    summary = (f"Kendall's τ = {result.tau:+.2f} over {len(result.losses)} losses, {interval}; "
-               f"seeds {result.seeds[0]} / {result.seeds[1]}.")
-    return [heading, table, Text(summary)]
+        table.add_row(loss, *(str(rank[loss]) for rank in ranks))
+    return [heading, table, Text(agreement_summary(comparison))]
 
 
 def _check_present(kind: str, asked: tuple[str, str], present: set[str]) -> None:

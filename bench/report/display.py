@@ -11,6 +11,7 @@ import re
 import pandas as pd
 
 from bench.report.keys import COMPARISON
+from bench.report.protocols import ProtocolComparison, agreement_summary
 from bench.report.stats import ALPHA, BETTER, SAME, WORSE, Friedman, seeds_needed
 
 MISSING = "–"
@@ -119,6 +120,18 @@ def friedman_note(result: Friedman) -> str:
             f"p = {result.p:.3g} over {len(result.mean_ranks)} losses every pair has: {verdict} at α = {ALPHA}. "
             f"Critical-difference diagram (mean rank, Nemenyi post-hoc; a bar joins losses not told apart): "
             f"plots/{critical_difference_stem(result.setting)}.png.")
+
+
+def protocol_note(comparison: ProtocolComparison) -> str:
+    """Whether two protocols rank the losses of a pair alike, with the figure that shows it."""
+    first, second = comparison.names
+    return (f"Protocols · {comparison.pair}, {first} vs {second}: {agreement_summary(comparison)} "
+            f"Ranks against each other: plots/{protocol_figure_stem(comparison)}.png.")
+
+
+def protocol_figure_stem(comparison: ProtocolComparison) -> str:
+    first, second = (name.split(" ")[0] for name in comparison.names)
+    return slug(f"{comparison.pair}_{first}_vs_{second}_ranks")
 
 
 def critical_difference_stem(setting: str) -> str:

@@ -1,5 +1,6 @@
 """The figures of one dataset: per comparison accuracy bars, training curves and accuracy vs cost;
-across pairs a heatmap of Δ vs the first baseline and a critical-difference diagram per setting.
+across pairs a heatmap of Δ vs the first baseline and a critical-difference diagram per setting;
+across protocols of a pair, one ranking against the other.
 
 Figures are ``matplotlib.figure.Figure`` objects (no pyplot state, Agg canvas), each saved as PNG
 for viewing and SVG for papers. A loss keeps its colour in every figure of a dataset.
@@ -17,14 +18,15 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from scikit_posthocs import critical_difference_diagram
 
-from bench.report.display import baselines, critical_difference_stem, slug
+from bench.report.display import baselines, critical_difference_stem, protocol_figure_stem, slug
+from bench.report.protocols import ProtocolComparison, agreement_summary
 from bench.report.stats import ALPHA, Friedman
 
 
-def write_plots(plot_dir: Path, shown: pd.DataFrame, runs: pd.DataFrame,
-                across_pairs: list[Friedman] = ()) -> list[Path]:
-    """Every figure of ``shown`` (a labelled leaderboard), its ``runs`` (with ``group`` and ``label``) and
-    the Friedman tests ``across_pairs``."""
+def write_plots(plot_dir: Path, shown: pd.DataFrame, runs: pd.DataFrame, across_pairs: list[Friedman] = (),
+                protocols: list[ProtocolComparison] = ()) -> list[Path]:
+    """Every figure of ``shown`` (a labelled leaderboard), its ``runs`` (with ``group`` and ``label``),
+    the Friedman tests ``across_pairs`` and the rankings compared across ``protocols``."""
     plot_dir.mkdir(parents=True, exist_ok=True)
     colours = palette(shown["label"])
     written = []
@@ -42,6 +44,8 @@ def write_plots(plot_dir: Path, shown: pd.DataFrame, runs: pd.DataFrame,
     for result in across_pairs:
         figure = critical_difference(result, shown["dataset"].iloc[0])
         written += save(figure, plot_dir / critical_difference_stem(result.setting))
+    for comparison in protocols:
+        written += save(rank_agreement(comparison), plot_dir / protocol_figure_stem(comparison))
     return written
 
 
@@ -155,6 +159,27 @@ def critical_difference(result: Friedman, dataset: str) -> Figure:
                                 label_fmt_left="{label} ({rank:.2f})", label_fmt_right="({rank:.2f}) {label}")
     ax.set_title(f"{dataset} · {result.setting} · mean rank over {len(result.pairs)} pairs (1 = best)\n"
                  f"Friedman χ² = {result.statistic:.2f}, p = {result.p:.3g}; bars: Nemenyi p ≥ {ALPHA}")
+    return fig
+
+
+def rank_agreement(comparison: ProtocolComparison) -> Figure:
+    """Each loss's rank under one protocol against its rank under the other; on the diagonal they agree."""
+    ranks = comparison.ranks
+    count = len(ranks[0])
+    fig = Figure(figsize=(7.0, 7.0), layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot([1, count], [1, count], color="0.7", linewidth=1, zorder=0)
+    ax.scatter(ranks[0], ranks[1][ranks[0].index], color="tab:blue")
+    for loss, rank in ranks[0].items():
+        ax.annotate(loss, (rank, ranks[1][loss]), textcoords="offset points", xytext=(4, 3), fontsize="x-small")
+    ax.set_xlabel(f"rank under {comparison.names[0]} (1 = best)")
+    ax.set_ylabel(f"rank under {comparison.names[1]} (1 = best)")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(MaxNLocator(integer=True))
+    ax.invert_xaxis()
+    ax.invert_yaxis()
+    summary = agreement_summary(comparison).split("; seeds")[0]
+    ax.set_title(f"{comparison.dataset} · {comparison.pair}\n{summary}", fontsize="medium", wrap=True)
     return fig
 
 

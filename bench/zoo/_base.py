@@ -13,6 +13,11 @@ provides the rest of timm's surface (``forward_features``, ``forward_head``,
 ``norm`` and ``conv_head`` are ``nn.Identity`` in the families that have none. ``feature_info`` lists
 the stem and every stage (``num_chs``, ``reduction``, ``module``); ``num_features`` is the width the
 global pool sees, which differs from the last stage's width where there is a ``conv_head``.
+
+Pre-activation taps (OFD, Heo et al. 2019): a family that defines ``stage_preact`` offers
+``forward_preact_intermediates`` — every stage's output before its final ReLU — and says in
+``preact_norms`` which BatchNorm produced each of them (the teacher's margin), or ``None`` when no
+single BatchNorm does (ShuffleNet, which mdistiller does not support as an OFD teacher either).
 """
 
 from __future__ import annotations
@@ -99,6 +104,19 @@ class Stage(NamedTuple):
     stride: int
 
 
+def batch_norm_again(bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
+    """``bn(x)`` as the network computes it anyway, without moving ``bn``'s running statistics twice a step."""
+    batch_stats = bn.training or bn.running_mean is None
+    return F.batch_norm(x, None if batch_stats else bn.running_mean, None if batch_stats else bn.running_var,
+                        bn.weight, bn.bias, batch_stats, 0.0, bn.eps)
+
+
+def last_block_preact(blocks: nn.Sequential, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A stage whose last block offers ``preact`` (its output before the final ReLU): (that, its ReLU)."""
+    preact = blocks[-1].preact(blocks[:-1](x))
+    return preact, F.relu(preact)
+
+
 def conv_bn(in_chs: int, out_chs: int, kernel_size: int = 3, stride: int = 1, groups: int = 1, act: bool = True):
     """Convolution (no bias, 'same' padding) + BatchNorm, followed by ReLU when ``act``."""
     layers = [
@@ -125,6 +143,9 @@ class CifarNet(nn.Module):
         drop_rate: Dropout before the classifier.
         global_pool: timm pooling type ('avg', 'max', 'avgmax', 'catavgmax', '').
     """
+
+    # (stage index, its input) -> (its output before the final ReLU, its output); None: no pre-activation taps
+    stage_preact: Callable[[int, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None
 
     def __init__(self, in_chans: int, drop_rate: float) -> None:
         super().__init__()
@@ -241,6 +262,26 @@ class CifarNet(nn.Module):
         if feat_idx == last_idx:
             x = self.conv_head(x if normed else self.norm(x))
         return x, intermediates
+
+    def forward_preact_intermediates(
+            self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        """One pass giving ``(final features, taps, pre-activation taps)``: the first two as
+        ``forward_intermediates(x)``, then each stage's output before its final ReLU (families that
+        define ``stage_preact``)."""
+        if self.stage_preact is None:
+            raise NotImplementedError(f'{type(self).__name__} has no pre-activation taps')
+        x = self.stem(x)
+        taps, preacts = [x], []
+        for i in range(len(self.stages)):
+            preact, x = self.stage_preact(i, x)
+            taps.append(x)
+            preacts.append(preact)
+        return self.conv_head(self.norm(x)), taps, preacts
+
+    def preact_norms(self) -> list[nn.BatchNorm2d] | None:
+        """The BatchNorm whose output (before any residual sum) makes each pre-activation tap, as the OFD
+        authors read their margins; ``None`` where the family has no such BatchNorm."""
+        return None
 
     def prune_intermediate_layers(
             self,

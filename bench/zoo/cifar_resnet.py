@@ -12,8 +12,9 @@ expansion 4) behind a CIFAR stem: one 3x3 stride-1 convolution and no max-pool, 
 run at 32, 16, 8 and 4 pixels.
 
 Intermediates (``forward_intermediates``, ``feature_info``): the stem (conv-BN-ReLU) and the output of
-each stage, i.e. of its last block *after* the final ReLU. RepDistiller's ``preact=True`` features
-(the sum before that ReLU) are not exposed.
+each stage, i.e. of its last block *after* the final ReLU. ``forward_preact_intermediates`` also gives
+the sum before that ReLU (mdistiller's ``preact_feats``); ``preact_norms`` names the last block's final
+BatchNorm for each (mdistiller's ``get_bn_before_relu``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import torch.nn as nn
 
 from timm.models import generate_default_cfgs
 
-from bench.zoo._base import CifarNet, Stage, build_cifar_model, cifar_cfg, conv_bn, register_model
+from bench.zoo._base import CifarNet, Stage, build_cifar_model, cifar_cfg, conv_bn, last_block_preact, register_model
 
 __all__ = ['CifarResNet', 'BasicBlock', 'Bottleneck']
 
@@ -43,9 +44,17 @@ class BasicBlock(nn.Module):
         self.shortcut = conv_bn(in_chs, out_chs, 1, stride, act=False) if stride != 1 or in_chs != out_chs else None
         self.act = nn.ReLU(inplace=True)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def out_norm(self) -> nn.BatchNorm2d:
+        return self.conv2[1]
+
+    def preact(self, x: torch.Tensor) -> torch.Tensor:
+        """The residual sum, before the final ReLU."""
         shortcut = x if self.shortcut is None else self.shortcut(x)
-        return self.act(self.conv2(self.conv1(x)) + shortcut)
+        return self.conv2(self.conv1(x)) + shortcut
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.preact(x))
 
 
 class Bottleneck(nn.Module):
@@ -62,9 +71,17 @@ class Bottleneck(nn.Module):
         self.shortcut = conv_bn(in_chs, out_chs, 1, stride, act=False) if stride != 1 or in_chs != out_chs else None
         self.act = nn.ReLU(inplace=True)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def out_norm(self) -> nn.BatchNorm2d:
+        return self.conv3[1]
+
+    def preact(self, x: torch.Tensor) -> torch.Tensor:
+        """The residual sum, before the final ReLU."""
         shortcut = x if self.shortcut is None else self.shortcut(x)
-        return self.act(self.conv3(self.conv2(self.conv1(x))) + shortcut)
+        return self.conv3(self.conv2(self.conv1(x))) + shortcut
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.preact(x))
 
 
 class CifarResNet(CifarNet):
@@ -102,6 +119,12 @@ class CifarResNet(CifarNet):
             stages.append(Stage(nn.Sequential(*blocks), in_chs, stride))
         self.assemble(stem, stem_width, stages, num_classes, global_pool)
         self.init_weights()
+
+    def stage_preact(self, i: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return last_block_preact(self.stages[i], x)
+
+    def preact_norms(self) -> list[nn.BatchNorm2d]:
+        return [blocks[-1].out_norm for blocks in self.stages]
 
 
 def _create(variant: str, pretrained: bool = False, **kwargs: Any) -> CifarResNet:

@@ -8,14 +8,18 @@ original ImageNet network pools there), so the last two groups both run at 4x4. 
 a bias, as in the original network.
 
 Intermediates: the first group (``stem``, at full resolution) and each later group's output after
-its last ReLU; groups 2-4 start with their max-pool.
+its last ReLU; groups 2-4 start with their max-pool. ``forward_preact_intermediates`` also gives each
+later group's output before that ReLU, made by the group's last BatchNorm (``preact_norms``), as
+mdistiller's ``preact_feats`` and ``get_bn_before_relu``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from timm.models import generate_default_cfgs
 
 from bench.zoo._base import CifarNet, Stage, build_cifar_model, cifar_cfg, register_model
@@ -57,6 +61,13 @@ class CifarVGG(CifarNet):
             in_chs = widths[-1]
         self.assemble(stem, cfg[0][-1], stages, num_classes, global_pool)
         self.init_weights(linear_std=0.01)
+
+    def stage_preact(self, i: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        preact = self.stages[i][:-1](x)  # every layer but the final ReLU
+        return preact, F.relu(preact)
+
+    def preact_norms(self) -> list[nn.BatchNorm2d]:
+        return [group[-2] for group in self.stages]
 
 
 def _create(variant: str, pretrained: bool = False, **kwargs: Any) -> CifarVGG:

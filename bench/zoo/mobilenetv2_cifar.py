@@ -11,7 +11,9 @@ Stages follow RepDistiller's feature taps: groups 1-2 (12 channels, 16x16), grou
 groups 4-5 (48, 4x4) and groups 6-7 (160, 2x2). Intermediates: the stem (conv-BN-ReLU) and each
 stage's output, which is a *linear* bottleneck (the block ends in BN without activation, by design).
 The 1x1 head convolution (``conv_head``, 1280 channels, BN-ReLU) follows the last stage, so
-``num_features`` (1280) differs from the last tap's width (160).
+``num_features`` (1280) differs from the last tap's width (160). No ReLU follows a stage, so each stage
+output is its own pre-activation tap (``forward_preact_intermediates``), made by the last block's
+projection BatchNorm (``preact_norms``, mdistiller's ``get_bn_before_relu``).
 """
 
 from __future__ import annotations
@@ -91,6 +93,13 @@ class MobileNetV2Cifar(CifarNet):
         self.assemble(stem, stem_out, stages, num_classes, global_pool, stem_reduction=2,
                       head=(conv_bn(in_chs, head_chs, 1), head_chs))
         self.init_weights(linear_std=0.01)
+
+    def stage_preact(self, i: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.stages[i](x)
+        return out, out
+
+    def preact_norms(self) -> list[nn.BatchNorm2d]:
+        return [blocks[-1].conv_pwl[1] for blocks in self.stages]
 
 
 def _create(variant: str, pretrained: bool = False, **kwargs: Any) -> MobileNetV2Cifar:

@@ -16,7 +16,10 @@ implementation initialises both with PyTorch's default initialisation; so do the
 
 Intermediates: the stem and each stage's output — after the final ReLU for V1, after the channel
 shuffle (both halves activated) for V2. V2's ``conv_head`` follows the last stage, so its
-``num_features`` (1024) differs from the last tap's width (464).
+``num_features`` (1024) differs from the last tap's width (464). ``forward_preact_intermediates`` also
+gives each stage's output before its final ReLU (V1: the sum or concatenation; V2: the last unit's
+branch before its ReLU, beside the untouched half, shuffled like the output); no single BatchNorm makes
+them, so ``preact_norms`` is ``None`` (mdistiller rejects ShuffleNet as an OFD teacher).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import torch
 import torch.nn as nn
 from timm.models import generate_default_cfgs
 
-from bench.zoo._base import CifarNet, Stage, build_cifar_model, cifar_cfg, conv_bn, register_model
+from bench.zoo._base import CifarNet, Stage, build_cifar_model, cifar_cfg, conv_bn, last_block_preact, register_model
 
 __all__ = ['ShuffleNetV1Cifar', 'ShuffleNetV2Cifar']
 
@@ -54,11 +57,14 @@ class ShuffleV1Unit(nn.Module):
         self.pool = nn.AvgPool2d(3, stride=2, padding=1) if stride == 2 else None
         self.act = nn.ReLU(inplace=True)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def preact(self, x: torch.Tensor) -> torch.Tensor:
+        """The sum (or concatenation), before the final ReLU."""
         out = channel_shuffle(self.conv1(x), self.first_groups)
         out = self.conv3(self.conv2(out))
-        out = torch.cat([out, self.pool(x)], 1) if self.pool is not None else out + x
-        return self.act(out)
+        return torch.cat([out, self.pool(x)], 1) if self.pool is not None else out + x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.preact(x))
 
 
 class ShuffleNetV1Cifar(CifarNet):
@@ -94,6 +100,9 @@ class ShuffleNetV1Cifar(CifarNet):
                 in_chs = out_chs
             stages.append(Stage(nn.Sequential(*blocks), out_chs, 2))
         self.assemble(stem, stem_chs, stages, num_classes, global_pool)
+
+    def stage_preact(self, i: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return last_block_preact(self.stages[i], x)
 
 
 class ShuffleV2DownUnit(nn.Module):
@@ -133,6 +142,11 @@ class ShuffleV2Unit(nn.Module):
         x1, x2 = x.chunk(2, dim=1)
         return channel_shuffle(torch.cat([x1, self.branch2(x2)], 1), 2)
 
+    def preact(self, x: torch.Tensor) -> torch.Tensor:
+        """The output with the branch taken before its final ReLU (the other half is already activated)."""
+        x1, x2 = x.chunk(2, dim=1)
+        return channel_shuffle(torch.cat([x1, self.branch2[-1][:-1](self.branch2[:-1](x2))], 1), 2)
+
 
 class ShuffleNetV2Cifar(CifarNet):
     """ShuffleNetV2 for 32x32 inputs.
@@ -164,6 +178,9 @@ class ShuffleNetV2Cifar(CifarNet):
             stages.append(Stage(nn.Sequential(*blocks), out_chs, 2))
             in_chs = out_chs
         self.assemble(stem, stem_chs, stages, num_classes, global_pool, head=(conv_bn(in_chs, head_chs, 1), head_chs))
+
+    def stage_preact(self, i: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return last_block_preact(self.stages[i], x)
 
 
 def _create_v1(variant: str, pretrained: bool = False, **kwargs: Any) -> ShuffleNetV1Cifar:

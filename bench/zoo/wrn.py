@@ -10,6 +10,10 @@ Intermediates: the stem convolution's output and each stage's output, i.e. the r
 *before* the next BN-ReLU — these networks have no activation at the end of a block, and these are
 the features RepDistiller hands to feature losses. ``forward_intermediates(norm=True)`` applies the
 final BN-ReLU (``norm``) to the last stage's output, which then equals ``forward_features``.
+``forward_preact_intermediates`` also gives each stage's output through the BatchNorm that comes next
+(the next stage's first block's ``bn1``, or the final ``norm``), before its ReLU — as mdistiller's
+``preact_feats`` and ``get_bn_before_relu`` — computed without moving that BatchNorm's running
+statistics a second time.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import torch
 import torch.nn as nn
 from timm.models import generate_default_cfgs
 
-from bench.zoo._base import CifarNet, Stage, build_cifar_model, cifar_cfg, register_model
+from bench.zoo._base import CifarNet, Stage, batch_norm_again, build_cifar_model, cifar_cfg, register_model
 
 __all__ = ['WideResNet', 'PreActBlock']
 
@@ -81,6 +85,13 @@ class WideResNet(CifarNet):
                       norm=nn.Sequential(nn.BatchNorm2d(in_chs), nn.ReLU(inplace=True)))
         self.init_weights()
         nn.init.zeros_(self.fc.bias)
+
+    def stage_preact(self, i: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.stages[i](x)
+        return batch_norm_again(self.preact_norms()[i], out), out
+
+    def preact_norms(self) -> list[nn.BatchNorm2d]:
+        return [stage[0].bn1 for stage in self.stages[1:]] + [self.norm[0]]
 
 
 def _create(variant: str, pretrained: bool = False, **kwargs: Any) -> WideResNet:

@@ -4,7 +4,8 @@ import pytest
 
 from helpers import read_runs, synthetic_run
 
-MODERN = ["kd-ls", "dkd-ls", "nkd", "ttm", "wttm", "mlkd", "mlkd-ls", "ctkd", "reviewkd", "srrl"]
+MODERN = ["kd-ls", "dkd-ls", "nkd", "ttm", "wttm", "mlkd", "mlkd-ls", "ctkd", "reviewkd", "srrl", "simkd", "dot",
+          "ctkd-ls", "dkd-ctkd"]
 
 pytestmark = pytest.mark.slow
 

@@ -102,3 +102,21 @@ def test_console_table_keeps_every_column_when_wide(results):
     out = io.StringIO()
     build_report(results, console=Console(file=out, width=250))
     assert "not shown" not in out.getvalue() and "95% CI vanilla" in out.getvalue()
+
+
+def test_the_report_draws_one_protocols_ranking_against_the_other(results):
+    build_report(results, console=False)
+    assert (results / "toy" / "plots" / "resnet32x4-resnet8x4_fast_vs_standard_ranks.png").is_file()
+    notes = (results / "toy" / "leaderboard.md").read_text()
+    assert ("Protocols · resnet32x4-resnet8x4, fast (1 ep) vs standard (3 ep): Kendall's τ = +1.00 over 3 losses, "
+            "95% CI [") in notes
+    assert "plots/resnet32x4-resnet8x4_fast_vs_standard_ranks.png" in notes
+
+
+def test_no_ranking_figure_without_seeds_to_resample(run_row, write_runs):
+    rows = [run_row(loss, seed, 70.0 + i + seed) for i, loss in enumerate(("vanilla", "at", "kd")) for seed in (0, 1)]
+    rows += [run_row(loss, 0, 60.0 + i, protocol="fast", epochs=1) for i, loss in enumerate(("vanilla", "at", "kd"))]
+    results = write_runs(rows)
+    build_report(results, console=False)
+    assert not list((results / "toy" / "plots").glob("*_ranks.png"))
+    assert "Protocols ·" not in (results / "toy" / "leaderboard.md").read_text()

@@ -1,4 +1,5 @@
-"""The published CRD table: its name mapping, and its join on pair + loss in a cifar100 report."""
+"""The published tables (CRD's, and the methods published since): their name mapping, and their join
+on pair + loss in a cifar100 report."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import pandas as pd
 import pytest
 
 from bench.report import build_report
-from bench.report.reference import published
+from bench.report.reference import Published, Table, conflicts, published
+from losses import LOSSES as REGISTERED
 
 ZOO = {
     "resnet8", "resnet14", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet8x4", "resnet32x4",
@@ -19,7 +21,7 @@ LOSSES = {"teacher", "vanilla", "kd", "fitnet", "at", "sp", "cc", "vid", "rkd", 
 
 
 def test_published_table_uses_our_names_one_to_one():
-    reference = published("cifar100")
+    reference = published("cifar100").tables[0]
     table = reference.table
     assert reference.citation.startswith("CIFAR-100 top-1 (%) published in Tian, Krishnan, Isola")
     # 13 pairs x (teacher, vanilla, 13 losses), less FSP for the 6 cross-architecture pairs
@@ -48,6 +50,8 @@ def cifar100(run_row, write_runs):
     rows = [run_row("kd", 0, 75.0, 73.0, pair=pair, dataset="cifar100", epochs=240),
             run_row("kd", 1, 75.0, 74.0, pair=pair, dataset="cifar100", epochs=240)]
     rows += [run_row("dist", 0, 76.0, pair=pair, dataset="cifar100", epochs=240)]
+    rows += [run_row("dkd-ls", seed, 78.0, last, pair=pair, dataset="cifar100", epochs=240)
+             for seed, last in ((0, 77.5), (1, 77.0))]
     rows += [run_row("kd", 0, 60.0, pair=pair, dataset="cifar100", protocol="fast", epochs=30)]
     root = write_runs(rows)
     build_report(root, console=False)
@@ -70,3 +74,66 @@ def test_markdown_cites_the_published_table(cifar100):
     assert "| published (%) | Δ published (last) |" in text
     assert "| 73.33 | +0.17 |" in text
     assert 'Tian, Krishnan, Isola, "Contrastive Representation Distillation", ICLR 2020' in text
+
+
+MODERN = "sunshangquan/logit-standardization-KD README (Sun et al. CVPR 2024)"
+
+
+def test_modern_table_joins_the_crd_table_with_our_names():
+    crd, modern = published("cifar100").tables
+    assert modern.citation.startswith("CIFAR-100 top-1 (%) of the logit losses 2024-2026 papers compare against")
+    assert len(modern.table) == 76 and not modern.table.duplicated(["pair", "loss"]).any()
+    assert set(modern.table["loss"]) <= set(REGISTERED.names())
+    assert set(modern.table["pair"]) <= set(crd.table["pair"])  # the standard pairs
+    joined = published("cifar100").table.set_index(["pair", "loss"])
+    assert len(joined) == len(crd.table) + len(modern.table)  # no (pair, loss) in both
+    assert joined.loc[("resnet32x4-resnet8x4", "dkd-ls"), "top1"] == 77.01
+    assert joined.loc[("resnet32x4-resnet8x4", "dkd-ls"), "source"] == MODERN
+    assert joined.loc[("wrn_40_2-wrn_16_2", "wttm"), "source"] == "zkxufo/TTM README (Zheng & Yang ICLR 2024)"
+    assert joined.loc[("resnet32x4-resnet8x4", "crd"), "source"] == "crd_cifar100.csv"
+
+
+def test_modern_loss_gets_its_published_number_and_source_crd_losses_unchanged(cifar100):
+    table = pd.read_csv(cifar100 / "leaderboard.csv").set_index(["protocol", "loss"])
+    dkd_ls = table.loc[("standard", "dkd-ls")]
+    assert dkd_ls["published_top1"] == 77.01 and dkd_ls["published_source"] == MODERN
+    assert dkd_ls["delta_published"] == pytest.approx((77.5 + 77.0) / 2 - 77.01)
+    assert dkd_ls["published_teacher_top1"] == 79.42  # the pair's teacher, from the CRD table
+    kd = table.loc[("standard", "kd")]
+    assert kd["published_top1"] == 73.33 and kd["published_source"] == "crd_cifar100.csv"
+
+
+def test_markdown_cites_every_published_table(cifar100):
+    text = (cifar100 / "leaderboard.md").read_text()
+    assert "| 77.01 | +0.24 |" in text
+    assert 'Tian, Krishnan, Isola, "Contrastive Representation Distillation", ICLR 2020' in text
+    assert "of the logit losses 2024-2026 papers compare against, as their authors' READMEs publish them" in text
+    assert f"crd_cifar100.csv; {MODERN}; zkxufo/TTM README (Zheng & Yang ICLR 2024)." in text
+
+
+def _table(rows: list[tuple], budget: dict, source: str = "a paper") -> Table:
+    frame = pd.DataFrame(rows, columns=["pair", "loss", "top1"]).assign(source=source)
+    return Table(frame, f"cited as {source}.", budget)
+
+
+def test_a_pair_and_loss_given_twice_with_different_numbers_is_named():
+    first = _table([("t-s", "kd", 73.0), ("t-s", "crd", 75.0), ("t-s", "fsp", math.nan)], {"epochs": 240})
+    second = _table([("t-s", "kd", 73.0), ("t-s", "crd", 75.5), ("t-s", "fsp", 70.0)], {"epochs": 240})
+    assert conflicts((first, second), ["a.csv", "b.csv"]) == ["t-s crd: 75.0 in a.csv, 75.5 in b.csv",
+                                                              "t-s fsp: nan in a.csv, 70.0 in b.csv"]
+    assert conflicts((first, first), ["a.csv", "a.csv"]) == []  # the same number twice is no conflict
+
+
+def test_each_table_compares_only_runs_trained_with_its_budget():
+    reference = Published((_table([("t-s", "kd", 70.0)], {"epochs": 240}, "long"),
+                           _table([("t-s", "dkd", 71.0)], {"epochs": 30}, "short")))
+    ours = pd.DataFrame({"pair": "t-s", "loss": ["kd", "kd", "dkd", "dkd"], "epochs": [240, 30, 240, 30],
+                         "last_top1_mean": [72.0, 60.0, 73.0, 61.0]})
+    joined = reference.join(ours)
+    assert joined["published_top1"].tolist() == [70.0, 70.0, 71.0, 71.0]
+    assert joined["published_source"].tolist() == ["long", "long", "short", "short"]
+    assert joined["delta_published"].tolist()[0] == 2.0 and joined["delta_published"].tolist()[3] == -10.0
+    assert joined["delta_published"].iloc[1:3].isna().all()
+    assert reference.note.startswith("Published: cited as long. cited as short. Each row's source")
+    assert "source (published_source in leaderboard.csv): long; short." in reference.note
+    assert "for runs with epochs 240; epochs 30." in reference.note
