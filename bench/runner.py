@@ -29,7 +29,7 @@ from bench.config import (
 from bench.data import DATASETS, DataRequest, LoadedDataset, load_dataset, make_stream
 from bench.data.stream import LoaderStream, Loading, ResidentStream
 from bench.environment import device_name, resolve_device, versions
-from bench.models import check_model_name, create_network, probe_shapes
+from bench.models import PREACT_MODELS, check_model_name, create_network, gives_preact, probe_shapes
 from bench.progress import Reporter
 from bench.results import ResultsStore, check_writable_directory
 from bench.seeding import derive_seed, generator
@@ -37,6 +37,7 @@ from bench.teacher import Teacher, TeacherPlan, obtain_teacher, plan_teacher
 from bench.training.distributed import World, sync_batchnorm
 from bench.training.tracking import Tracking
 from losses import LOSSES, LossContext, Preparation
+from losses.base import Need
 from registry import ConfigError, parse_names
 
 
@@ -104,7 +105,8 @@ def plan_run(request: RunRequest) -> Plan:
     tuned = pair_loss_settings(pair, request.dataset)
     loss_specs = [resolve_loss(name, recipe, overrides.get(name, {}), tuned) for name in loss_names]
     data = load_dataset(request.dataset, DataRequest(request.data_dir, request.download, request.train_split))
-    _, stem = create_network(pair.student, data.info)
+    student_network, stem = create_network(pair.student, data.info)
+    _check_preact(loss_names, pair, student_network, data.info)
     store = ResultsStore(request.results_dir, request.dataset)
     store.report_damage()
     finished = store.finished_ids()
@@ -122,6 +124,19 @@ def plan_run(request: RunRequest) -> Plan:
         specs[seed] = [run for run in runs if run.run_id not in finished]
         skipped += len(runs) - len(specs[seed])
     return Plan(request, device, data, specs, teacher, skipped)
+
+
+def _check_preact(loss_names: list[str], pair, student_network, info) -> None:
+    """A loss that reads pre-activation stage features (OFD) needs both models to give them: said before any
+    teacher is trained."""
+    readers = [name for name in loss_names if Need.PREACT_FEATURES in LOSSES.get(name).needs]
+    if not readers:
+        return
+    for role, model, network in (("student", pair.student, student_network),
+                                 ("teacher", pair.teacher, create_network(pair.teacher, info)[0])):
+        if not gives_preact(network.body):
+            raise ConfigError(f"{readers[0]} needs pre-activation stage features of both models; the {role} "
+                              f"'{model}' gives none (models that do: {PREACT_MODELS})")
 
 
 def _teacher_seed(request: RunRequest, teacher: TeacherPlan) -> int | None:

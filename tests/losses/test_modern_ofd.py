@@ -241,8 +241,11 @@ def test_one_cohort_with_ofd_and_simkd_on_cifar_zoo_pairs(pair, tmp_path, teache
 
 @pytest.mark.slow
 def test_ofd_on_a_model_without_pre_activation_features_is_one_error_line(tmp_path, teacher_cache, cli):
-    result = cli(*synthetic_run(tmp_path, teacher_cache, "--pair", "test_resnet-test_resnet", "--losses", "ofd"))
+    fresh_cache = tmp_path / "cache"  # no cached teacher: the error must come before one is trained
+    result = cli(*synthetic_run(tmp_path, fresh_cache, "--pair", "test_resnet-test_resnet", "--losses", "ofd"))
     assert result.code == 2
-    assert result.err.strip().startswith("error: ofd needs pre-activation stage features")
+    assert result.err.strip().startswith("error: ofd needs pre-activation stage features of both models; the "
+                                         "student 'test_resnet' gives none")
     assert len(result.err.strip().splitlines()) == 1
     assert not (tmp_path / "results" / "synthetic" / "runs.csv").exists()
+    assert not list(fresh_cache.rglob("*.pt"))  # said in the plan, before any teacher is trained
