@@ -24,11 +24,11 @@ class ProtocolComparison:
     pair: str
     names: tuple[str, str]  # "fast (1 ep)", "converged (2 ep)"
     agreement: Agreement | None  # None: fewer than 3 losses under both
-    means: tuple[pd.Series, pd.Series]  # mean best top-1 per shared loss under each protocol
 
     @property
     def ranks(self) -> tuple[pd.Series, pd.Series]:
-        return tuple(mean.rank(ascending=False, method="min").astype(int) for mean in self.means)
+        """Each shared loss's rank (1 = best) by the means τ compares."""
+        return tuple(mean.rank(ascending=False, method="min").astype(int) for mean in self.agreement.means)
 
 
 def protocol_comparisons(dataset: str, runs: pd.DataFrame, first: str, second: str) -> list[ProtocolComparison]:
@@ -58,10 +58,7 @@ def _one_recipe_each(runs: pd.DataFrame) -> pd.DataFrame:
 
 def _compared(dataset: str, pair: str, runs_a: pd.DataFrame, runs_b: pd.DataFrame) -> ProtocolComparison:
     names = tuple(f"{runs['protocol'].iloc[0]} ({runs['epochs'].iloc[0]} ep)" for runs in (runs_a, runs_b))
-    agreement = protocol_agreement(runs_a, runs_b)
-    shared = agreement.losses if agreement is not None else []
-    means = tuple(runs[runs["loss"].isin(shared)].groupby("loss")["best_top1"].mean() for runs in (runs_a, runs_b))
-    return ProtocolComparison(dataset, pair, names, agreement, means)
+    return ProtocolComparison(dataset, pair, names, protocol_agreement(runs_a, runs_b))
 
 
 def agreement_summary(comparison: ProtocolComparison) -> str:

@@ -218,24 +218,29 @@ class Agreement:
     tau: float
     low: float  # 95% bootstrap interval; NaN when a protocol has fewer than two seeds
     high: float
-    seeds: tuple[int, int]
+    seeds: tuple[int, int]  # seeds every loss finished, per protocol
+    means: tuple[pd.Series, pd.Series]  # mean best top-1 per loss that τ ranks, per protocol
 
 
 def protocol_agreement(a: pd.DataFrame, b: pd.DataFrame) -> Agreement | None:
     """τ between two comparisons' rankings by mean best top-1 over the losses both have (≥ 3).
 
-    ``a`` and ``b`` are finished runs of one comparison each (one recipe per loss). The two
+    ``a`` and ``b`` are finished runs of one comparison each (one recipe per loss). Only the seeds
+    every shared loss finished count, so a seed trained for a few losses gives no interval; the two
     protocols' runs are independent, so each one's seeds are resampled on their own.
     """
     grids = [runs.pivot_table(index="seed", columns="loss", values="best_top1", aggfunc="mean") for runs in (a, b)]
     losses = sorted(set(grids[0].columns) & set(grids[1].columns))
     if len(losses) < 3:
         return None
-    grids = [grid[losses].to_numpy(float) for grid in grids]
-    observed = [np.nanmean(grid, axis=0) for grid in grids]
+    complete = [grid[losses].dropna() for grid in grids]  # the seeds every shared loss finished
+    observed = [np.nanmean((own if len(own) else grid[losses]).to_numpy(float), axis=0)
+                for own, grid in zip(complete, grids)]
     tau = float(stats.kendalltau(*observed).statistic)
-    if min(len(grid) for grid in grids) < 2:
-        return Agreement(losses, tau, math.nan, math.nan, (len(grids[0]), len(grids[1])))
+    grids = [own.to_numpy(float) for own in complete]
+    seeds, means = (len(grids[0]), len(grids[1])), tuple(pd.Series(o, index=losses) for o in observed)
+    if min(seeds) < 2:
+        return Agreement(losses, tau, math.nan, math.nan, seeds, means)
 
     def taus(sample_a, sample_b, axis):  # each: (losses, resamples, seeds)
         means_a, means_b = (_resampled_means(s, axis, o) for s, o in zip((sample_a, sample_b), observed))
@@ -243,7 +248,7 @@ def protocol_agreement(a: pd.DataFrame, b: pd.DataFrame) -> Agreement | None:
 
     interval = stats.bootstrap(tuple(grids), taus, vectorized=True, n_resamples=RESAMPLES, method="percentile",
                                rng=SEED).confidence_interval
-    return Agreement(losses, tau, float(interval.low), float(interval.high), (len(grids[0]), len(grids[1])))
+    return Agreement(losses, tau, float(interval.low), float(interval.high), seeds, means)
 
 
 def _resampled_means(sample: np.ndarray, axis: int, observed: np.ndarray) -> np.ndarray:

@@ -59,8 +59,10 @@ def test_compare_counts_diverged_and_refuses_a_test_on_one_seed(results, capsys)
 def test_compare_protocols_prints_tau(results, capsys):
     assert report(results, "--compare-protocols", "fast,standard") == 0
     out = capsys.readouterr().out
-    # fast: kd > at > vanilla; standard: kd (73) > at (72.5) > vanilla (71.5): the same order
-    assert "Kendall's τ = +1.00 over 3 losses, 95% CI [" in out
+    # only the seeds every loss finished count: standard's 0 and 2 (at's seed 1 diverged, kd has no seed 3),
+    # where kd (72.5) ties at (72.5) above vanilla (71); fast has kd > at > vanilla: τ-b = 2 / sqrt(6)
+    assert "Kendall's τ = +0.82 over 3 losses, 95% CI [" in out
+    assert "seeds 2 / 2." in out
 
 
 @pytest.mark.parametrize(("options", "message"), [
@@ -108,7 +110,7 @@ def test_the_report_draws_one_protocols_ranking_against_the_other(results):
     build_report(results, console=False)
     assert (results / "toy" / "plots" / "resnet32x4-resnet8x4_fast_vs_standard_ranks.png").is_file()
     notes = (results / "toy" / "leaderboard.md").read_text()
-    assert ("Protocols · resnet32x4-resnet8x4, fast (1 ep) vs standard (3 ep): Kendall's τ = +1.00 over 3 losses, "
+    assert ("Protocols · resnet32x4-resnet8x4, fast (1 ep) vs standard (3 ep): Kendall's τ = +0.82 over 3 losses, "
             "95% CI [") in notes
     assert "plots/resnet32x4-resnet8x4_fast_vs_standard_ranks.png" in notes
 
@@ -120,3 +122,12 @@ def test_no_ranking_figure_without_seeds_to_resample(run_row, write_runs):
     build_report(results, console=False)
     assert not list((results / "toy" / "plots").glob("*_ranks.png"))
     assert "Protocols ·" not in (results / "toy" / "leaderboard.md").read_text()
+
+
+def test_a_seed_only_some_losses_finished_gives_no_interval(run_row, write_runs, capsys):
+    rows = [run_row(loss, seed, 70.0 + i + seed) for i, loss in enumerate(("vanilla", "at", "kd")) for seed in (0, 1)]
+    rows += [run_row(loss, 0, 60.0 + i, protocol="fast", epochs=1) for i, loss in enumerate(("vanilla", "at", "kd"))]
+    rows += [run_row("vanilla", 1, 61.0, protocol="fast", epochs=1)]  # seed 1 of fast: vanilla alone
+    results = write_runs(rows)
+    assert report(results, "--compare-protocols", "fast,standard") == 0
+    assert "no interval: fast (1 ep) has 1 seed; seeds 1 / 2." in capsys.readouterr().out
