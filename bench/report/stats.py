@@ -76,12 +76,16 @@ def paired_test(a: np.ndarray, b: np.ndarray) -> PairedTest:
     return PairedTest(n, delta, float(ci.low), float(ci.high), sd, float(t.pvalue), p_wilcoxon, seeds_needed(sd))
 
 
+SCANNED_SEEDS = 100
+
+
 def seeds_needed(sd: float) -> float:
     """Seeds for a two-sided paired t-test at ALPHA to detect a mean Δ of EFFECT with POWER, given ``sd``."""
     effect_size = EFFECT / sd
     power = TTestPower()
-    if power.power(effect_size, nobs=2, alpha=ALPHA) >= POWER:
-        return 2.0
+    for seeds in range(2, SCANNED_SEEDS + 1):  # counted up where it is small: the root finder can miss there
+        if power.power(effect_size, nobs=seeds, alpha=ALPHA) >= POWER:
+            return float(seeds)
     return float(math.ceil(power.solve_power(effect_size=effect_size, alpha=ALPHA, power=POWER)))
 
 
