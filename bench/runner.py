@@ -27,7 +27,7 @@ from bench.config import (
     resolve_pair, resolve_train,
 )
 from bench.data import DATASETS, DataRequest, LoadedDataset, load_dataset, make_stream
-from bench.data.stream import LoaderStream, Loading, ResidentStream
+from bench.data.stream import LoaderStream, Loading, ResidentStream, batches_per_epoch
 from bench.environment import device_name, resolve_device, versions
 from bench.models import PREACT_MODELS, check_model_name, create_network, gives_preact, probe_shapes
 from bench.progress import Reporter
@@ -242,7 +242,7 @@ def _build_student(run: RunSpec, teacher: Teacher, plan: Plan, reporter: Reporte
     torch.manual_seed(derive_seed(run.seed, "loss-init", run.loss.name))
     loss = sync_batchnorm(LOSSES.get(run.loss.name)(context, **run.loss.params).to(device), request.world)
     student = new_student(run.loss.name, run.seed, network, loss, run.train, run.loss.weight, run.loss.ce_weight,
-                          request.world, steps_per_epoch=len(data.train) // run.train.batch_size)
+                          request.world, steps_per_epoch=batches_per_epoch(len(data.train), run.train.batch_size))
     path = _checkpoint_path(request, run)
     if path.is_file():
         if checkpoint.restore(path, device, student.load_state_dict) is not None:

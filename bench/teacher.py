@@ -17,7 +17,7 @@ from bench import checkpoint
 from bench.cohort import Acceleration, evaluate, new_student, train_cohort
 from bench.config import Pair, TrainSettings, content_hash
 from bench.data.base import LoadedDataset
-from bench.data.stream import Loading, make_stream
+from bench.data.stream import Loading, batches_per_epoch, make_stream
 from bench.models import Network, create_network, probe_shapes
 from bench.progress import Reporter
 from bench.seeding import derive_seed
@@ -101,7 +101,7 @@ def _trained_teacher(plan: TeacherPlan, key: str, data: LoadedDataset, seed: int
         return Teacher(network.requires_grad_(False).eval(), state["top1"], state["top5"])
     student = new_student("teacher", seed, network, Vanilla(LossContext(shapes, shapes, len(data.train))).to(device),
                           plan.settings, weight=0.0, ce_weight=1.0,
-                          steps_per_epoch=len(data.train) // plan.settings.batch_size)
+                          steps_per_epoch=batches_per_epoch(len(data.train), plan.settings.batch_size))
     checkpoint.restore(partial, device, student.load_state_dict)
     reporter.info(f"training teacher {plan.model} for {plan.settings.epochs} epochs (cached afterwards)")
     train = make_stream(data.train, data.info, plan.settings.batch_size, device, train=True, seed=seed, loading=loading)

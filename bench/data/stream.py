@@ -26,6 +26,11 @@ DATA_PATHS = ("resident", "loader")
 BatchTriple = tuple[Tensor, Tensor, Tensor]
 
 
+def batches_per_epoch(examples: int, batch_size: int, train: bool = True) -> int:
+    """Batches of one pass: training drops the ragged last batch, evaluation keeps it."""
+    return examples // batch_size if train else -(-examples // batch_size)
+
+
 @dataclass(frozen=True)
 class Shard:
     """The part of every batch this process takes: rank ``rank`` of ``world`` takes the rank-th of
@@ -59,8 +64,7 @@ class ResidentStream:
         return self.images.shape[0]
 
     def __len__(self) -> int:
-        n, b = self.num_examples, self.batch_size
-        return n // b if self.train else -(-n // b)  # train drops the ragged last batch
+        return batches_per_epoch(self.num_examples, self.batch_size, self.train)
 
     def epoch(self, epoch: int) -> Iterator[BatchTriple]:
         if self.train:
@@ -104,8 +108,7 @@ class LoaderStream:
         return len(self.split)
 
     def __len__(self) -> int:
-        n, b = self.num_examples, self.batch_size
-        return n // b if self.train else -(-n // b)
+        return batches_per_epoch(self.num_examples, self.batch_size, self.train)
 
     def epoch(self, epoch: int) -> Iterator[BatchTriple]:
         order = epoch_order(self.num_examples, self.seed, epoch) if self.train else torch.arange(self.num_examples)

@@ -130,7 +130,7 @@ def protocol_note(comparison: ProtocolComparison) -> str:
 
 
 def protocol_figure_stem(comparison: ProtocolComparison) -> str:
-    first, second = (name.split(" ")[0] for name in comparison.names)
+    first, second = comparison.protocols
     return slug(f"{comparison.pair}_{first}_vs_{second}_ranks")
 
 

@@ -22,8 +22,14 @@ from bench.report.stats import RESAMPLES, Agreement, baseline_runs, protocol_agr
 class ProtocolComparison:
     dataset: str
     pair: str
-    names: tuple[str, str]  # "fast (1 ep)", "converged (2 ep)"
+    protocols: tuple[str, str]
+    epochs: tuple[int, int]
     agreement: Agreement | None  # None: fewer than 3 losses under both
+
+    @property
+    def names(self) -> tuple[str, str]:
+        """How each side reads: "fast (1 ep)"."""
+        return tuple(f"{protocol} ({epochs} ep)" for protocol, epochs in zip(self.protocols, self.epochs))
 
     @property
     def ranks(self) -> tuple[pd.Series, pd.Series]:
@@ -57,8 +63,9 @@ def _one_recipe_each(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _compared(dataset: str, pair: str, runs_a: pd.DataFrame, runs_b: pd.DataFrame) -> ProtocolComparison:
-    names = tuple(f"{runs['protocol'].iloc[0]} ({runs['epochs'].iloc[0]} ep)" for runs in (runs_a, runs_b))
-    return ProtocolComparison(dataset, pair, names, protocol_agreement(runs_a, runs_b))
+    protocols = tuple(runs["protocol"].iloc[0] for runs in (runs_a, runs_b))
+    epochs = tuple(int(runs["epochs"].iloc[0]) for runs in (runs_a, runs_b))
+    return ProtocolComparison(dataset, pair, protocols, epochs, protocol_agreement(runs_a, runs_b))
 
 
 def agreement_summary(comparison: ProtocolComparison) -> str:

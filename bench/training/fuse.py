@@ -122,8 +122,7 @@ class FusedStudents:
 
 def fusable(student: "Student") -> bool:
     """A loss that steps its own optimizer (``DistillLoss.optimizer_step`` overridden) trains alone."""
-    default = getattr(DistillLoss, "optimizer_step", None)
-    return getattr(type(student.loss), "optimizer_step", None) is default
+    return type(student.loss).optimizer_step is DistillLoss.optimizer_step
 
 
 def _architecture(network: Network) -> tuple:
