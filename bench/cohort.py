@@ -9,6 +9,11 @@ A batch's path, top to bottom: stream -> teacher.extract (no grad, only what som
 for each student: student.extract -> loss terms -> ce_weight * CE + weight * sum(terms) ->
 the loss's optimizer_step (by default: backward -> optimizer step) -> device-side running sums
 (read once per epoch).
+
+With a second, strongly augmented view (``--strong-view``) both models also run on it (two
+forwards, as in MLKD's code: each view gets its own BatchNorm statistics). CE is the mean of the
+two views' CE; a loss that reads both views (``Need.STRONG_VIEW``) gets them together, any other
+loss is applied to each view and its terms averaged, so ``weight`` and ``ce_weight`` keep their scale.
 """
 
 from __future__ import annotations
@@ -107,10 +112,12 @@ class Student:
         self.timer = SectionTimer(device)
 
     def train_step(self, images: Tensor, labels: Tensor, indices: Tensor, teacher: Outputs, epoch: int,
-                   step: int, accel: Acceleration) -> None:
+                   step: int, accel: Acceleration, strong: Tensor | None = None) -> None:
         with self.timer.section("step"):
             with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=accel.amp):
                 own = self.network.extract(images, self.loss.needs)
+                if strong is not None:
+                    own.strong = self.network.extract(strong, self.loss.needs)
             task, distillation = self.objective(own, teacher, labels, indices, epoch, step, accel)
             self.loss.optimizer_step(self.optimizer, task, distillation, self.world.average_gradients)
             self.scheduler.after_batch()
@@ -118,22 +125,31 @@ class Student:
     def objective(self, own: Outputs, teacher: Outputs, labels: Tensor, indices: Tensor, epoch: int, step: int,
                   accel: Acceleration) -> tuple[Tensor, Tensor]:
         """``ce_weight * CE`` and ``weight`` times the loss's terms on this student's outputs (also when
-        its network ran fused with others: bench.training.fuse); the terms join the epoch's sums."""
-        needs = self.loss.needs
+        its network ran fused with others: bench.training.fuse); the terms join the epoch's sums.
+        With a strong view, CE and (for a loss that reads one view) the terms are means over the views."""
         batch = Batch(labels, indices, epoch, generator(labels.device, self.seed, "step", self.name, epoch, step),
                       self.epochs)
+        views = [own] if own.strong is None else [own, own.strong]
+        calls = [(own, teacher)] if own.strong is None or Need.STRONG_VIEW in self.loss.needs else \
+            [(own, teacher), (own.strong, teacher.strong)]
         with torch.autocast(labels.device.type, dtype=torch.bfloat16, enabled=accel.amp):
-            ce = F.cross_entropy(own.logits.float(), labels)
+            ce = mean([F.cross_entropy(view.logits.float(), labels) for view in views])
             with self.timer.section("loss"):
-                own, teacher = visible(own, needs), visible(teacher, needs)
-                if self.loss.batchwise:  # it relates examples to each other: give it the global batch
-                    own, teacher = self.world.gather_outputs(own), self.world.gather_outputs(teacher)
-                    batch = self.world.gather_batch(batch)
-                terms = self.loss(own, teacher, batch)
-        terms = terms if isinstance(terms, dict) else {"loss": terms}
+                called = [self._terms(student, teachers, batch) for student, teachers in calls]
+        terms = {key: mean([c[key] for c in called]) for key in called[0]}
         task, distillation = self.ce_weight * ce, self.weight * sum(t.float() for t in terms.values())
         self._accumulate({"ce": ce, **terms, "objective": task + distillation})
         return task, distillation
+
+    def _terms(self, own: Outputs, teacher: Outputs, batch: Batch) -> dict[str, Tensor]:
+        """The loss's named terms on what it declared."""
+        needs = self.loss.needs
+        own, teacher = visible(own, needs), visible(teacher, needs)
+        if self.loss.batchwise:  # it relates examples to each other: give it the global batch
+            own, teacher = self.world.gather_outputs(own), self.world.gather_outputs(teacher)
+            batch = self.world.gather_batch(batch)
+        terms = self.loss(own, teacher, batch)
+        return terms if isinstance(terms, dict) else {"loss": terms}
 
     def _accumulate(self, terms: dict[str, Tensor]) -> None:
         for key, value in terms.items():
@@ -173,6 +189,11 @@ class Student:
         self.history, self.diverged = list(state["history"]), bool(state["diverged"])
 
 
+def mean(values: list[Tensor]) -> Tensor:
+    """The mean over views; one view's value is itself, bit for bit."""
+    return values[0] if len(values) == 1 else sum(values) / len(values)
+
+
 def visible(outputs: Outputs, needs: frozenset[Need]) -> Outputs:
     """Only what a loss declared: a loss that reads something it did not ask for fails loudly."""
     return Outputs(
@@ -180,6 +201,7 @@ def visible(outputs: Outputs, needs: frozenset[Need]) -> Outputs:
         features=outputs.features if Need.FEATURES in needs else (),
         embedding=outputs.embedding if Need.EMBEDDING in needs else None,
         preact_features=outputs.preact_features if Need.PREACT_FEATURES in needs else (),
+        strong=visible(outputs.strong, needs) if Need.STRONG_VIEW in needs and outputs.strong is not None else None,
     )
 
 
@@ -224,22 +246,26 @@ def evaluate(networks: Sequence[Network], stream: ResidentStream | LoaderStream,
 
 def cohort_step(students: Sequence[Student | FusedStudents], teacher: Network | None, teacher_needs: frozenset[Need],
                 images: Tensor, labels: Tensor, indices: Tensor, epoch: int, step: int, accel: Acceleration,
-                streams: StudentStreams) -> None:
-    """One batch for the whole cohort: one teacher forward, then each student's step (on its own stream if asked;
-    a group of fused students steps as one member)."""
+                streams: StudentStreams, strong: Tensor | None = None) -> None:
+    """One batch for the whole cohort: one teacher forward (per view), then each student's step (on its own stream
+    if asked; a group of fused students steps as one member)."""
     if accel.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
+        strong = None if strong is None else strong.contiguous(memory_format=torch.channels_last)
     shared = teacher_outputs(teacher, images, teacher_needs, accel)
+    if strong is not None:
+        shared.strong = teacher_outputs(teacher, strong, teacher_needs, accel)
     for index, student in enumerate(students):
         with streams.member(index):
-            student.train_step(images, labels, indices, shared, epoch, step, accel)
+            student.train_step(images, labels, indices, shared, epoch, step, accel, strong)
     streams.join()
 
 
 def train_cohort(students: Sequence[Student], teacher: Network | None, train: ResidentStream | LoaderStream,
                  test: ResidentStream | LoaderStream, reporter: Reporter, accel: Acceleration,
-                 on_epoch_end: Callable[[Student], None] = lambda student: None) -> None:
-    """Train every unfinished student to its last epoch; students resumed at different epochs join in turn."""
+                 on_epoch_end: Callable[[Student], None] = lambda student: None, strong_view: bool = False) -> None:
+    """Train every unfinished student to its last epoch; students resumed at different epochs join in turn.
+    ``strong_view``: every batch also comes as a strongly augmented view (bench.data.views)."""
     pending = [s for s in students if not s.done]
     if not pending:
         return
@@ -258,8 +284,9 @@ def train_cohort(students: Sequence[Student], teacher: Network | None, train: Re
         label = f"epoch {epoch + 1}/{last} · {', '.join(s.name for s in active)}"
         with reporter.epoch(label, len(train)) as bar, fused(active, accel) as members:
             streams = StudentStreams(len(members), train.device, accel.streams)
-            for step, (images, labels, indices) in enumerate(train.epoch(epoch)):
-                cohort_step(members, teacher, teacher_needs, images, labels, indices, epoch, step, accel, streams)
+            for step, (images, labels, indices, *strong) in enumerate(train.epoch(epoch, strong_view)):
+                cohort_step(members, teacher, teacher_needs, images, labels, indices, epoch, step, accel, streams,
+                            *strong)
                 bar.advance()
         scores = evaluate([s.network for s in active], test, accel, active[0].world, [s.loss for s in active])
         wall_s = time.perf_counter() - started

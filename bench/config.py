@@ -279,12 +279,15 @@ class RunSpec:
     train: TrainSettings
     student_stem: str
     teacher_seed: int | None = None  # one teacher for every seed of a comparison; None: each seed trains its own
+    strong_view: bool = False  # every batch also as a strongly augmented view (MLKD's recipe, bench.data.views)
 
     def as_dict(self, with_seed: bool = True) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["loss"].pop("provider_version")  # recorded with the result; a version bump keeps the hash
         if data["teacher_seed"] is None:
             data.pop("teacher_seed")  # runs with a per-seed teacher keep the ids they always had
+        if not data["strong_view"]:
+            data.pop("strong_view")  # and runs of one view, the only kind there was
         if data["train"]["schedule"] == "step":
             data["train"].pop("schedule")  # so do runs of the step schedule, the only one there was
         if not with_seed:

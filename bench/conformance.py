@@ -362,6 +362,24 @@ def check_gradients(subj: Subject) -> str | None:
     return None
 
 
+@check("strong view")
+def check_strong_view(subj: Subject) -> str | None:
+    """A loss that reads the strong view (Need.STRONG_VIEW) is finite with one and its gradient reaches the
+    student's strong-view outputs."""
+    if Need.STRONG_VIEW not in subj.cls.needs:
+        return "reads one view: under --strong-view the harness applies it to each"
+    loss, m = build(subj, SAME)
+    student, teacher, batch = step_inputs(m, 0)
+    student.strong, teacher.strong, _ = step_inputs(m, 1)
+    v = value(loss, visible(student, subj.cls.needs), visible(teacher, subj.cls.needs), batch)
+    require_finite(v, "outputs with a strong view")
+    leaves = named_tensors(student.strong, "student.strong")
+    backward_finite(v, leaves, "outputs with a strong view")
+    if not any(t.grad is not None and bool(t.grad.abs().sum() > 0) for _, t in leaves):
+        raise ConformanceError("declares Need.STRONG_VIEW but no gradient reaches the student's strong-view outputs")
+    return None
+
+
 def _state_difference(a: DistillLoss, b: DistillLoss) -> str | None:
     sa, sb = a.state_dict(), b.state_dict()
     if sa.keys() != sb.keys():
@@ -475,7 +493,8 @@ def check_state_dict(subj: Subject) -> None:
 
 
 FIELD_NEEDS = {"logits": Need.LOGITS, "features": Need.FEATURES, "embedding": Need.EMBEDDING,
-               "preact_features": Need.PREACT_FEATURES, "labels": Need.LABELS, "indices": Need.INDICES}
+               "preact_features": Need.PREACT_FEATURES, "strong": Need.STRONG_VIEW, "labels": Need.LABELS,
+               "indices": Need.INDICES}
 
 
 class _Reads:
@@ -523,8 +542,9 @@ def check_needs(subj: Subject) -> None:
                                f"declared outputs{after}")
     if failure is not None:
         raise failure
+    read = {FIELD_NEEDS[field] for field in student.reads | teacher.reads | batch.reads}
     concerns = [f"declares Need.{n.name} but never reads {n.value}" for n in sorted(needs, key=lambda n: n.value)
-                if n.value not in student.reads | teacher.reads | batch.reads]
+                if n not in read and n is not Need.STRONG_VIEW]  # the strong view is read only when a run has one
     if concerns:
         warnings.warn(ConformanceWarning("; ".join(concerns)))
 

@@ -27,6 +27,7 @@ from bench.config import (
     resolve_pair, resolve_train,
 )
 from bench.data import DATASETS, DataRequest, LoadedDataset, load_dataset, make_stream
+from bench.data.base import ImageTensors
 from bench.data.stream import LoaderStream, Loading, ResidentStream, batches_per_epoch
 from bench.environment import device_name, resolve_device, versions
 from bench.models import PREACT_MODELS, check_model_name, create_network, gives_preact, probe_shapes
@@ -64,6 +65,7 @@ class RunRequest:
     cache_dir: Path = Path.home() / ".cache" / "distillbench"
     teacher_checkpoint: Path | None = None
     teacher_seed: int | None = None
+    strong_view: bool = False  # a second, strongly augmented view of every batch for every student
     sequential: bool = False
     accel: Acceleration = field(default_factory=Acceleration)
     loading: Loading = field(default_factory=Loading)
@@ -105,6 +107,9 @@ def plan_run(request: RunRequest) -> Plan:
     tuned = pair_loss_settings(pair, request.dataset)
     loss_specs = [resolve_loss(name, recipe, overrides.get(name, {}), tuned) for name in loss_names]
     data = load_dataset(request.dataset, DataRequest(request.data_dir, request.download, request.train_split))
+    if request.strong_view and not (isinstance(data.train, ImageTensors) and request.loading.path == "resident"):
+        raise ConfigError(f"--strong-view needs a dataset held in memory (every one but imagenet) and --data-path "
+                          f"resident; got {request.dataset} with --data-path {request.loading.path}")
     student_network, stem = create_network(pair.student, data.info)
     _check_preact(loss_names, pair, student_network, data.info)
     store = ResultsStore(request.results_dir, request.dataset)
@@ -120,7 +125,8 @@ def plan_run(request: RunRequest) -> Plan:
     specs, skipped = {}, 0
     for seed in request.seeds:
         runs = [RunSpec(request.dataset, request.train_split, pair, teacher.source, spec, seed,
-                        request.protocol, settings, stem, _teacher_seed(request, teacher)) for spec in loss_specs]
+                        request.protocol, settings, stem, _teacher_seed(request, teacher), request.strong_view)
+                for spec in loss_specs]
         specs[seed] = [run for run in runs if run.run_id not in finished]
         skipped += len(runs) - len(specs[seed])
     return Plan(request, device, data, specs, teacher, skipped)
@@ -217,7 +223,8 @@ def _train_and_record(runs: list[RunSpec], teacher: Teacher, plan: Plan, store: 
         if id(student) in logs:
             logs[id(student)].write(student.history[-1], student.epochs_done, len(train))
 
-    train_cohort(students, teacher.network, train, test, reporter, request.accel, on_epoch_end=save)
+    train_cohort(students, teacher.network, train, test, reporter, request.accel, on_epoch_end=save,
+                 strong_view=runs[0].strong_view)
     for log in logs.values():
         log.close()
     for student in students if world.is_main else ():  # every student is done: record each (also one whose row a crash lost)
@@ -287,7 +294,7 @@ def result_row(run: RunSpec, student: Student, teacher: Teacher, plan: Plan, com
         "teacher": run.pair.teacher, "student": run.pair.student, "loss": run.loss.name,
         "provider": run.loss.provider, "provider_version": run.loss.provider_version, "seed": run.seed,
         "teacher_seed": run.teacher_trained_with,
-        "protocol": run.protocol, "stem": run.student_stem, "epochs": run.train.epochs,
+        "protocol": run.protocol, "strong_view": run.strong_view, "stem": run.student_stem, "epochs": run.train.epochs,
         "batch_size": run.train.batch_size, "lr": run.train.lr, "weight": run.loss.weight,
         "ce_weight": run.loss.ce_weight, "hparams": _json(run.loss.params),
         "best_top1": round(best_top1, 2), "best_top5": round(best_top5, 2), "best_epoch": best_epoch,

@@ -10,10 +10,12 @@ A loss is an ``nn.Module`` that
 * may define its student's evaluation logits (``evaluation_logits`` from ``evaluation_needs``:
   SimKD's, through the teacher's classifier); only a loss that does is asked at evaluation;
 * returns a scalar, or a dict of named scalar terms that the harness sums and logs one by one;
+* under a second, strongly augmented view (``--strong-view``) is called once per view and its terms
+  averaged, unless it reads both views itself (``Need.STRONG_VIEW``: MLKD);
 * may shape its student's optimizer and step (``build_optimizer``, ``optimizer_step``: DOT's two
   momenta); the defaults are the recipe's SGD and one backward pass of the weighted sum.
 
-The harness trains ``ce_weight * CE(student) + weight * loss``; both weights and every
+The harness trains ``ce_weight * CE(student) + weight * loss`` (CE averaged over the views); both weights and every
 hyperparameter come from recipe data (``bench/recipes/losses/*.toml``), never from constants here.
 """
 
@@ -41,6 +43,9 @@ class Need(str, Enum):
     # every stage's output before its final ReLU, NCHW, one per stage (the stem excluded): the CIFAR zoo's
     # ``forward_preact_intermediates`` (OFD)
     PREACT_FEATURES = "preact_features"
+    # both models' outputs on the batch's second, strongly augmented view (``Outputs.strong``) when the run has one
+    # (``bench run --strong-view``: MLKD's recipe); a loss that does not ask is applied to each view in turn
+    STRONG_VIEW = "strong_view"
 
     @classmethod
     def parse(cls, needs: Iterable[str]) -> frozenset["Need"]:
@@ -62,6 +67,7 @@ class Outputs:
     features: tuple[Tensor, ...] = ()
     embedding: Tensor | None = None
     preact_features: tuple[Tensor, ...] = ()
+    strong: "Outputs | None" = None  # the same model's outputs on the strong view (Need.STRONG_VIEW), if the run has one
 
 
 @dataclass(frozen=True)

@@ -90,6 +90,15 @@ class ReturnsPerExampleValues(LogitKD):
         return (student.logits - teacher.logits).pow(2).mean(1)
 
 
+class IgnoresTheStrongView(LogitKD):
+    needs = frozenset({Need.LOGITS, Need.STRONG_VIEW})
+
+    def forward(self, student, teacher, batch):
+        if student.strong is not None:
+            teacher.strong.logits.float().sum()  # looks at the teacher's strong view, never trains on the student's
+        return super().forward(student, teacher, batch)
+
+
 BROKEN = [  # (loss, the checks it must fail, what their reason must say)
     (ReadsUndeclaredFeatures, {"needs"}, "reads teacher.features without declaring Need.FEATURES"),
     (NaNOnConstantInput, {"finite"}, "value is nan on constant outputs"),
@@ -99,6 +108,7 @@ BROKEN = [  # (loss, the checks it must fail, what their reason must say)
     (KeepsStateOutsideStateDict, {"state-dict"}, "training resumed from a checkpoint skips prepare"),
     (TrainsTheTeacher, {"prepare"}, "prepare changed the teacher"),
     (FailsOnCrossArchitecture, {"cross-architecture"}, "RuntimeError"),
+    (IgnoresTheStrongView, {"strong view"}, "no gradient reaches the student's strong-view outputs"),
 ]
 
 
@@ -111,7 +121,7 @@ def test_a_broken_loss_fails_exactly_the_check_that_covers_its_fault(loss, faili
 
 def test_a_non_scalar_value_is_named_as_such():
     failed = [r for r in run_checks(ReturnsPerExampleValues) if not r.passed]
-    assert len(failed) == len(CHECKS) - 1  # all but prepare, which it does not have
+    assert len(failed) == len(CHECKS) - 2  # all but prepare and the strong view, which it does not have
     assert all("a loss returns a scalar tensor or a dict of them" in r.detail for r in failed)
 
 

@@ -38,6 +38,7 @@ def sweep(
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Loss setting LOSS.KEY=VALUE; repeatable.")] = None,
     device: Annotated[str, typer.Option(help="The jobs' device: auto, cpu, cuda.")] = "auto",
     teacher_seed: Annotated[Optional[int], typer.Option(help="One teacher, trained with this seed, shared by every seed.")] = None,
+    strong_view: Annotated[bool, typer.Option("--strong-view", help="Every batch also as a strongly augmented view (MLKD's recipe).")] = False,
     tensorboard: Annotated[bool, typer.Option("--tensorboard", help="TensorBoard event files per run.")] = False,
     wandb: Annotated[bool, typer.Option("--wandb", help="Weights & Biases curves per run (needs wandb installed).")] = False,
     wandb_project: Annotated[Optional[str], typer.Option(help="Weights & Biases project (default: env WANDB_PROJECT, else distillbench).")] = None,
@@ -63,7 +64,7 @@ def sweep(
                           sbatch={**slurm.sbatch, **_assignments(sbatch or [])} if sbatch else None)
     options = RunOptions(protocol=protocol, epochs=epochs, batch_size=batch_size, lr=lr, settings=tuple(set_ or ()),
                          device=device, data_dir=data_dir, cache_dir=cache_dir, teacher_seed=teacher_seed,
-                         tensorboard=tensorboard, wandb_project=resolve_wandb_project(wandb_project) if wandb else None)
+                         strong_view=strong_view, tensorboard=tensorboard, wandb_project=resolve_wandb_project(wandb_project) if wandb else None)
     grid = Grid(dataset, parse_pairs(pairs, dataset), losses, parse_seeds(seeds), results_dir, options)
     todo, finished = plan_sweep(grid, slurm.world_size)
     book = JobBook(results_dir)

@@ -4,6 +4,8 @@ The order of examples is a pure function of (seed, epoch), so every student of a
 every resumed run sees the same batches. In-memory splits stay on the device as uint8 and are
 augmented there (``ResidentStream``); other splits go through a ``DataLoader`` (``LoaderStream``).
 Images come out as uint8 or as floats in [0, 1]; models normalise them (``bench.models``).
+A resident training stream can add a second, strongly augmented view of each batch
+(``epoch(..., strong_view=True)``, ``bench.data.views``): MLKD's recipe, ``bench run --strong-view``.
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ from torch.utils.data import DataLoader, Dataset
 from bench.data.augment import augment
 from bench.data.base import DatasetInfo, ImageTensors, Split
 from bench.data.transforms import as_loader_split
+from bench.data.views import strong_view as strong_view_of
 from bench.seeding import derive_seed, generator
 from registry import ConfigError
 
 DATA_PATHS = ("resident", "loader")
 
-BatchTriple = tuple[Tensor, Tensor, Tensor]
+BatchTriple = tuple[Tensor, Tensor, Tensor]  # (images, labels, indices); a strong view, when asked, comes fourth
 
 
 def batches_per_epoch(examples: int, batch_size: int, train: bool = True) -> int:
@@ -66,19 +69,25 @@ class ResidentStream:
     def __len__(self) -> int:
         return batches_per_epoch(self.num_examples, self.batch_size, self.train)
 
-    def epoch(self, epoch: int) -> Iterator[BatchTriple]:
+    def epoch(self, epoch: int, strong_view: bool = False) -> Iterator[BatchTriple]:
+        """One pass; with ``strong_view`` each batch also carries its strong view, drawn from its own
+        stream, so the first view is the same with or without it."""
+        if strong_view and not self.train:
+            raise ValueError("a strong view is a training view; the evaluation stream has none")
         if self.train:
             order = epoch_order(self.num_examples, self.seed, epoch).to(self.device)
             gen = generator(self.device, self.seed, "augment", epoch)
+            strong_gen = generator("cpu", self.seed, "strong-view", epoch)
         else:
             order = torch.arange(self.num_examples, device=self.device)
         for step in range(len(self)):
             idx = order[step * self.batch_size:(step + 1) * self.batch_size]
-            images = self.images[idx]
-            if self.train:
-                images = augment(images, self.info, gen)  # the whole global batch: same random draws for any world
+            raw = self.images[idx]
+            # the whole global batch is augmented: the same random draws for any number of processes
+            images = augment(raw, self.info, gen) if self.train else raw
             part = self.shard.part(idx.shape[0])
-            yield images[part], self.labels[idx[part]], idx[part]
+            batch = images[part], self.labels[idx[part]], idx[part]
+            yield (*batch, strong_view_of(raw, self.info, strong_gen)[part]) if strong_view else batch
 
 
 class _Indexed(Dataset):
@@ -110,7 +119,9 @@ class LoaderStream:
     def __len__(self) -> int:
         return batches_per_epoch(self.num_examples, self.batch_size, self.train)
 
-    def epoch(self, epoch: int) -> Iterator[BatchTriple]:
+    def epoch(self, epoch: int, strong_view: bool = False) -> Iterator[BatchTriple]:
+        if strong_view:  # refused in the plan (bench.runner); said here too for direct callers
+            raise ConfigError("a strong view needs the resident data path (an in-memory dataset, --data-path resident)")
         order = epoch_order(self.num_examples, self.seed, epoch) if self.train else torch.arange(self.num_examples)
         batches = [batch[self.shard.part(len(batch))].tolist() for batch in order.split(self.batch_size)
                    if not self.train or len(batch) == self.batch_size]  # train drops the ragged last batch

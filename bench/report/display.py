@@ -40,6 +40,7 @@ def labelled(table: pd.DataFrame) -> pd.DataFrame:
     shown = table.copy()
     shown["group"] = shown.groupby(COMPARISON, dropna=False, sort=False).ngroup()
     shown["setting"] = shown["protocol"].astype(str) + ", " + shown["epochs"].astype(str) + " ep"
+    shown.loc[shown["strong_view"].eq(True), "setting"] += ", strong view"
     budget = shown.groupby(["dataset", "pair", "protocol", "epochs"])[["stem", "batch_size", "lr"]]
     ambiguous = budget.transform("nunique").gt(1).any(axis=1)
     detail = ", bs " + shown["batch_size"].astype(str) + ", lr " + shown["lr"].map("{:g}".format)

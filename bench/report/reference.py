@@ -7,7 +7,9 @@ have several tables (the CRD table, then the methods published since); they are 
 and a (pair, loss) given twice with different numbers is an error in the tables, not a choice
 made silently. The papers report the last epoch of one run, so the difference is taken to our
 last-epoch mean, and only for runs trained with the table's budget: a 30-epoch run next to a
-240-epoch number shows both numbers but no difference.
+240-epoch number shows both numbers but no difference. A row trained on a second, strongly
+augmented view (MLKD's recipe) says so in an optional ``strong_view`` column: it is compared with
+runs of ``--strong-view`` only, and the other rows with runs of one view only.
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ class Published:
     @property
     def table(self) -> pd.DataFrame:
         """Every table's numbers, one row per (pair, loss), with the budget they were trained with."""
-        frames = [t.table[["pair", "loss", "top1", "source"]].assign(budget=t.settings) for t in self.tables]
+        frames = [t.table[["pair", "loss", "top1", "source", "strong_view"]].assign(budget=t.settings)
+                  for t in self.tables]
         return pd.concat(frames, ignore_index=True).drop_duplicates(["pair", "loss"])
 
     @property
@@ -64,16 +67,19 @@ class Published:
 
     def join(self, leaderboard: pd.DataFrame) -> pd.DataFrame:
         """Add ``published_top1``, ``published_source``, ``delta_published`` and ``published_teacher_top1``."""
-        numbers = self.table.rename(columns={"top1": "published_top1", "source": "published_source"})
+        numbers = self.table.rename(columns={"top1": "published_top1", "source": "published_source",
+                                             "strong_view": "published_strong_view"})
         students = numbers[numbers["loss"] != "teacher"]
         teachers = numbers[numbers["loss"] == "teacher"][["pair", "published_top1"]]
         joined = leaderboard.merge(students, on=["pair", "loss"], how="left")
+        ours_strong = joined["strong_view"].eq(True) if "strong_view" in joined else False
         same_budget = pd.Series(False, index=joined.index)
         for table in self.tables:
             trained_alike = pd.concat([joined[key] == value for key, value in table.budget.items()], axis=1).all(axis=1)
             same_budget |= (joined["budget"] == table.settings) & trained_alike
+        same_budget &= joined["published_strong_view"].eq(True) == ours_strong
         joined["delta_published"] = (joined["last_top1_mean"] - joined["published_top1"]).where(same_budget)
-        joined = joined.drop(columns="budget")
+        joined = joined.drop(columns=["budget", "published_strong_view"])
         return joined.merge(teachers.rename(columns={"published_top1": "published_teacher_top1"}), on="pair", how="left")
 
 
@@ -82,6 +88,8 @@ def read_table(source: Source) -> Table:
     table = pd.read_csv(io.StringIO(text), comment="#")
     if "source" not in table:
         table["source"] = source.file  # the file's citation covers every row
+    strong = table["strong_view"] if "strong_view" in table else pd.Series("", index=table.index)
+    table["strong_view"] = strong.astype(str).str.strip().str.lower().isin(("true", "1"))
     return Table(table, text.splitlines()[0].lstrip("# "), source.budget)
 
 

@@ -30,6 +30,7 @@ class RunOptions:
     data_dir: Path | None = None
     cache_dir: Path = Path.home() / ".cache" / "distillbench"
     teacher_seed: int | None = None
+    strong_view: bool = False
     tensorboard: bool = False
     wandb_project: str | None = None  # None: no Weights & Biases
 
@@ -41,7 +42,8 @@ class RunOptions:
                   "--wandb-project": self.wandb_project}
         args = [str(a) for option, value in valued.items() if value is not None for a in (option, value)]
         args += [a for setting in self.settings for a in ("--set", setting)]
-        return args + [flag for flag, on in (("--tensorboard", self.tensorboard), ("--wandb", self.wandb_project)) if on]
+        flags = (("--strong-view", self.strong_view), ("--tensorboard", self.tensorboard), ("--wandb", self.wandb_project))
+        return args + [flag for flag, on in flags if on]
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,7 @@ def plan_sweep(grid: Grid, world_size: int = 1) -> tuple[list[Cohort], list[Coho
             epochs=options.epochs, batch_size=options.batch_size, lr=options.lr, overrides=options.settings,
             device="cpu",  # planning only: the host that submits need not have the jobs' GPUs
             results_dir=grid.results_dir, data_dir=options.data_dir, teacher_seed=options.teacher_seed,
-            cache_dir=options.cache_dir, world=World(0, world_size),
+            strong_view=options.strong_view, cache_dir=options.cache_dir, world=World(0, world_size),
         )
         plan = plan_run(request)
         for seed in grid.seeds:

@@ -74,6 +74,8 @@ class World:
             logits=None if outputs.logits is None else _gather(outputs.logits),
             features=tuple(_gather(f) for f in outputs.features),
             embedding=None if outputs.embedding is None else _gather(outputs.embedding),
+            preact_features=tuple(_gather(f) for f in outputs.preact_features),
+            strong=None if outputs.strong is None else self.gather_outputs(outputs.strong),
         )
 
     def gather_batch(self, batch: Batch) -> Batch:

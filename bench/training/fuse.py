@@ -7,6 +7,8 @@ timm architecture without rewriting its layers, and it already lowers a convolut
 weights to one grouped convolution, HFTA's kernel. BatchNorm under vmap computes each member's
 batch statistics over that member's slice only and updates each member's own running statistics
 in place (the buffers are stacked too); ``tests/test_fuse.py`` checks both against unfused runs.
+The stacked forward runs a copy of the architecture whose global average pools are means over H and W:
+vmap has no batching rule for adaptive average pooling of channels-last maps and would loop over members.
 
 What stays per student: its loss, which receives the member's slice of the stacked outputs and knows
 nothing of fusion; the loss's trainable parts; its optimizer and that optimizer's state; its random
@@ -29,6 +31,7 @@ it, are not measured yet); students that do not fuse keep their compiled ``extra
 
 from __future__ import annotations
 
+import copy
 from contextlib import ExitStack, contextmanager
 from dataclasses import fields
 from typing import TYPE_CHECKING, Iterator, Sequence
@@ -57,13 +60,33 @@ class _Extraction(nn.Module):
         return {f.name: getattr(out, f.name) for f in fields(Outputs) if getattr(out, f.name) is not None}
 
 
+class _MeanPool(nn.Module):
+    """Global average pooling as a mean over H and W. vmap has a batching rule for this; for adaptive average
+    pooling of channels-last maps (what a convolution makes of the resident stream's crops) it has none, and
+    falls back to a loop over the members."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.mean((-2, -1), keepdim=True)
+
+
+def _vmap_friendly(network: Network) -> Network:
+    """A copy of ``network`` to run under vmap (``functional_call`` supplies every weight and buffer), its global
+    average pools as means: the same function, summed in another order."""
+    network = copy.deepcopy(network)
+    for module in list(network.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, nn.AdaptiveAvgPool2d) and child.output_size in (1, (1, 1)):
+                setattr(module, name, _MeanPool())
+    return network
+
+
 class FusedStudents:
     """Two or more same-architecture students trained as one stacked network; ``train_step`` as a Student's."""
 
     def __init__(self, members: Sequence["Student"]):
         self.members = list(members)
         needs = frozenset().union(*(s.loss.needs & MODEL_NEEDS for s in self.members))
-        self._extraction = _Extraction(self.members[0].network, needs)
+        self._extraction = _Extraction(_vmap_friendly(self.members[0].network), needs)
         self._forward = vmap(self._member_forward, in_dims=(0, None), randomness="error")
         self._own = [s.network.state_dict(keep_vars=True) for s in self.members]
         self._original = [{name: t.data for name, t in own.items()} for own in self._own]
@@ -84,26 +107,31 @@ class FusedStudents:
     def _member_forward(self, state: dict[str, Tensor], images: Tensor) -> dict:
         return functional_call(self._extraction, {f"network.{k}": v for k, v in state.items()}, (images,))
 
-    def _outputs(self, stacked: dict[str, Tensor | tuple[Tensor, ...]], index: int) -> Outputs:
-        """One member's slice of the stacked outputs."""
-        return Outputs(**{name: tuple(t[index] for t in value) if isinstance(value, tuple) else value[index]
-                          for name, value in stacked.items()})
+    def _stacked_forward(self, images: Tensor) -> dict[str, Tensor | tuple[Tensor, ...]]:
+        try:
+            return self._forward(self.stacked, images)
+        except RuntimeError as exc:
+            if "randomness" not in str(exc):
+                raise
+            raise ConfigError("--fuse: the student network draws random numbers in its training forward "
+                              "(dropout or drop-path), which fused students cannot reproduce; "
+                              "run without --fuse") from None
+
+    def _member_outputs(self, views: list[dict[str, Tensor | tuple[Tensor, ...]]], index: int) -> Outputs:
+        """One member's slice of the stacked outputs of the batch's view (and of its strong view, if any)."""
+        first, *strong = [Outputs(**{name: tuple(t[index] for t in value) if isinstance(value, tuple) else value[index]
+                                     for name, value in stacked.items()}) for stacked in views]
+        first.strong = strong[0] if strong else None
+        return first
 
     def train_step(self, images: Tensor, labels: Tensor, indices: Tensor, teacher: Outputs, epoch: int,
-                   step: int, accel: "Acceleration") -> None:
+                   step: int, accel: "Acceleration", strong: Tensor | None = None) -> None:
         with ExitStack() as timing:  # each member's step time is the fused step's
             for student in self.members:
                 timing.enter_context(student.timer.section("step"))
             with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=accel.amp):
-                try:
-                    stacked = self._forward(self.stacked, images)
-                except RuntimeError as exc:
-                    if "randomness" not in str(exc):
-                        raise
-                    raise ConfigError("--fuse: the student network draws random numbers in its training forward "
-                                      "(dropout or drop-path), which fused students cannot reproduce; "
-                                      "run without --fuse") from None
-            objectives = [sum(s.objective(self._outputs(stacked, i), teacher, labels, indices, epoch, step, accel))
+                views = [self._stacked_forward(view) for view in (images, strong) if view is not None]
+            objectives = [sum(s.objective(self._member_outputs(views, i), teacher, labels, indices, epoch, step, accel))
                           for i, s in enumerate(self.members)]
             for student in self.members:
                 student.optimizer.zero_grad(set_to_none=True)

@@ -39,15 +39,19 @@ def authors_zscore(z):
     return (z - z.mean(axis=1, keepdims=True)) / (1e-7 + z.std(axis=1, ddof=1, keepdims=True))
 
 
-def reference(z_s, z_t, temperatures, standardize=False):
-    """KD_ours.forward_train with both views the same: scalar loss * boolean mask, then .mean()."""
+def reference(z_s, z_t, temperatures, standardize=False, strong_view=None):
+    """KD_ours.forward_train: scalar loss * boolean mask, then .mean(); ``loss_kd_strong`` reads the strong
+    view's logits ``strong_view = (student, teacher)`` at their temperatures 4, 3, 5 and the weak view's at
+    2 and 6 (both views the same when there is no strong view)."""
     p_t = softmax(z_t)
     confidence, class_confidence = p_t.max(axis=1), p_t.sum(axis=0)
     mask = confidence <= np.percentile(confidence, 50)
     class_mask = class_confidence <= np.percentile(class_confidence, 50)
-    k_s, k_t = (authors_zscore(z_s), authors_zscore(z_t)) if standardize else (z_s, z_t)
+    stand = authors_zscore if standardize else (lambda z: z)
+    k_s, k_t = stand(z_s), stand(z_t)
+    q_s, q_t = (k_s, k_t) if strong_view is None else (stand(strong_view[0]), stand(strong_view[1]))
     weak = sum((kd(k_s, k_t, T) * mask).mean() for T in temperatures)
-    strong = sum(kd(k_s, k_t, T) for T in temperatures)
+    strong = sum(kd(q_s, q_t, T) for T in temperatures[:3]) + sum(kd(k_s, k_t, T) for T in temperatures[3:])
     return {"instance": weak + strong,
             "batch": sum((bc(z_s, z_t, T) * mask).mean() for T in temperatures),
             "class": sum((cc(z_s, z_t, T) * class_mask).mean() for T in temperatures)}
@@ -68,6 +72,20 @@ def test_mlkd_matches_the_authors_forward(pair, name, standardize):
     expected = reference(np64(s.logits), np64(t.logits), temperatures, standardize)
     for key, value in expected.items():
         assert terms[key].item() == pytest.approx(value, rel=1e-5), key
+
+
+@pytest.mark.parametrize(("name", "standardize"), [("mlkd", False), ("mlkd-ls", True)])
+def test_mlkd_with_a_strong_view_matches_the_authors_two_view_forward(pair, outputs, name, standardize):
+    ctx, s, t, b = pair
+    s.strong, t.strong = outputs(SHAPES, 7, seed=3), outputs(SHAPES, 7, seed=4)
+    temperatures = [2.0, 3.0, 5.0, 2.0, 6.0] if standardize else TEMPERATURES
+    terms = LOSSES.get(name)(ctx, temperatures=temperatures)(s, t, b)
+    expected = reference(np64(s.logits), np64(t.logits), temperatures, standardize,
+                         (np64(s.strong.logits), np64(t.strong.logits)))
+    for key, value in expected.items():
+        assert terms[key].item() == pytest.approx(value, rel=1e-5), key
+    one_view = reference(np64(s.logits), np64(t.logits), temperatures, standardize)
+    assert expected["instance"] != pytest.approx(one_view["instance"], rel=1e-3)  # the strong view is read
 
 
 def test_mlkd_ls_keeps_raw_logits_for_the_batch_and_class_levels(pair):

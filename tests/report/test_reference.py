@@ -112,8 +112,25 @@ def test_markdown_cites_every_published_table(cifar100):
 
 
 def _table(rows: list[tuple], budget: dict, source: str = "a paper") -> Table:
-    frame = pd.DataFrame(rows, columns=["pair", "loss", "top1"]).assign(source=source)
+    frame = pd.DataFrame(rows, columns=["pair", "loss", "top1"]).assign(source=source, strong_view=False)
     return Table(frame, f"cited as {source}.", budget)
+
+
+def test_a_number_published_with_a_strong_view_is_compared_with_strong_view_runs_only():
+    table = _table([("t-s", "mlkd", 77.0), ("t-s", "kd", 73.0)], {"epochs": 240})
+    table.table.loc[0, "strong_view"] = True
+    ours = pd.DataFrame({"pair": "t-s", "loss": ["mlkd", "mlkd", "kd", "kd"], "epochs": 240,
+                         "strong_view": [True, False, True, False], "last_top1_mean": [78.0, 70.0, 74.0, 72.0]})
+    joined = Published((table,)).join(ours)
+    assert joined["published_top1"].tolist() == [77.0, 77.0, 73.0, 73.0]
+    assert joined["delta_published"].tolist()[0] == 1.0 and joined["delta_published"].tolist()[3] == -1.0
+    assert joined["delta_published"].iloc[1:3].isna().all()
+
+
+def test_the_published_mlkd_rows_are_marked_as_trained_on_a_strong_view():
+    _, modern = published("cifar100").tables
+    marked = modern.table[modern.table["strong_view"]]
+    assert set(marked["loss"]) == {"mlkd", "mlkd-ls"} and len(marked) == (modern.table["loss"].isin(["mlkd", "mlkd-ls"])).sum()
 
 
 def test_a_pair_and_loss_given_twice_with_different_numbers_is_named():

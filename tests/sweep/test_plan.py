@@ -48,6 +48,13 @@ def test_what_bench_run_recorded_is_skipped(tmp_path, cli):
     assert len(todo) == 1
 
 
+def test_a_strong_view_sweep_plans_other_runs_and_passes_the_flag_on(tmp_path):
+    plain, _ = plan_sweep(grid(tmp_path, PAIRS[:1], "kd", (0,)))
+    viewed, _ = plan_sweep(grid(tmp_path, PAIRS[:1], "kd", (0,), strong_view=True))
+    assert not set(plain[0].run_ids) & set(viewed[0].run_ids)
+    assert "--strong-view" in RunOptions(strong_view=True).argv() and "--strong-view" not in RunOptions().argv()
+
+
 def test_a_global_batch_that_does_not_split_over_the_jobs_processes_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="expected a multiple of 3"):
         plan_sweep(grid(tmp_path), world_size=3)
