@@ -30,3 +30,13 @@ def test_harness_rejects_unknown_ablation(cli, tmp_path):
     assert result.code == 2
     assert "unknown --ablate flag 'turbo'; expected some of: amp, channels-last, compile, streams" in result.err
     assert not any(tmp_path.iterdir())
+
+
+def test_harness_profiles_the_cohort_step_as_asked_and_each_ablation(cli, tmp_path):
+    result = cli("perf", "harness", "--teacher", "test_resnet", "--student", "test_resnet", "--losses", "kd,fitnet",
+                 "--batch-size", "4", "--steps", "1", "--image-size", "16", "--num-classes", "5", "--device", "cpu",
+                 "--ablate", "fuse", "--profile", "--out", tmp_path)
+    assert result.code == 0, result.err
+    text = next(tmp_path.glob("harness_cpu-*_b4_profile.txt")).read_text()
+    assert text.count("== cohort step, ") == 2 and "== cohort step, fuse on" in text
+    assert "aten::convolution_backward" in text and "--profile" in text.splitlines()[0]

@@ -40,6 +40,7 @@ def perf_harness(
     streams: Annotated[bool, typer.Option("--streams", help="Each student's step on its own CUDA stream.")] = False,
     fuse: Annotated[bool, typer.Option("--fuse", help="Same-architecture students step as one stacked network.")] = False,
     ablate: Annotated[Optional[str], typer.Option(help=f"Flags to flip one at a time, timing the cohort step again: {', '.join(FLAGS)}.")] = None,
+    profile: Annotated[bool, typer.Option("--profile", help="Also write where the cohort step's time goes (torch.profiler, as asked and each ablation) to harness_<device>_b<batch>_profile.txt.")] = False,
     out: Annotated[Path, typer.Option(help="Directory for harness_<device>_b<batch>.csv and its plot.")] = Path("results/perf"),
 ) -> None:
     """Images/s of model-only, cohort and sequential steps; prints cohort/model-only and cohort/sequential."""
@@ -53,7 +54,7 @@ def perf_harness(
     from bench.cohort import Acceleration
     from bench.environment import device_name, resolve_device, versions
     from bench.models import check_model_name
-    from bench.perf.harness import DEFAULT_LOSSES, HarnessSetup, run_harness_benchmark
+    from bench.perf.harness import DEFAULT_LOSSES, HarnessSetup, profile_cohort_step, run_harness_benchmark
     from bench.perf.ot import device_slug
     from bench.results import atomic_write_text
     from losses import LOSSES
@@ -75,9 +76,8 @@ def perf_harness(
     ips = dict(zip(frame["mode"], frame["images_per_s"]))
     flipped = [run_harness_benchmark(setup, target, variant, modes=("cohort",))[0] for variant in variants]
     name = device_name(target)
-    frame = pd.concat([frame.assign(variant="as asked"),
-                       *(f.assign(variant=f"{key} {'on' if getattr(v, key) else 'off'}")
-                         for f, v, key in zip(flipped, variants, ablated))], ignore_index=True)
+    labels = ["as asked", *(f"{key} {'on' if getattr(v, key) else 'off'}" for v, key in zip(variants, ablated))]
+    frame = pd.concat([f.assign(variant=label) for f, label in zip([frame, *flipped], labels)], ignore_index=True)
     frame = frame.assign(teacher=teacher, student=student, losses=",".join(setup.losses), device=name,
                          command=shlex.join(invocation), **versions())
     stem = f"harness_{device_slug(target, name)}_b{batch_size}"  # one file set per device and batch size
@@ -86,6 +86,11 @@ def perf_harness(
     shares = {k: (v or 0) / step_ms for k, v in loss_ms.items()}
     atomic_write_text(out / f"{stem}_losses.csv",
                       "loss,ms_per_call,share_of_cohort_step\n" + "".join(f"{k},{loss_ms[k]:.3f},{shares[k]:.4f}\n" for k in loss_ms))
+
+    if profile:
+        sections = [f"== cohort step, {label}\n{profile_cohort_step(setup, target, variant)}"
+                    for label, variant in zip(labels, [accel, *variants])]
+        atomic_write_text(out / f"{stem}_profile.txt", f"{name}: {shlex.join(invocation)}\n\n" + "\n".join(sections))
 
     figure, axis = plt.subplots(figsize=(6, 3.5))
     labels = [m if v == "as asked" else f"{m}\n{v}" for m, v in zip(frame["mode"], frame["variant"])]

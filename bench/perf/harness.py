@@ -71,6 +71,37 @@ def _students(setup: HarnessSetup, info: DatasetInfo, teacher_shapes: ModelShape
     return students
 
 
+def _stream(setup: HarnessSetup, info: DatasetInfo, device: torch.device, count: int) -> ResidentStream:
+    """Random CIFAR-shaped images through the resident data path (``count`` of them: one epoch)."""
+    generator = torch.Generator().manual_seed(0)
+    data = ImageTensors(torch.randint(0, 256, (count, 3, setup.image_size, setup.image_size), dtype=torch.uint8,
+                                      generator=generator), torch.arange(count) % setup.num_classes)
+    return ResidentStream(data, info, setup.batch_size, device, train=True, seed=0)
+
+
+def profile_cohort_step(setup: HarnessSetup, device: torch.device, accel: Acceleration, rows: int = 10) -> str:
+    """Where the time of the cohort step goes: torch.profiler's operators by their own time over two steps
+    (after two warm-up steps), as a text table."""
+    from torch.profiler import ProfilerActivity, profile
+
+    info = _info(setup)
+    count = setup.batch_size * 4
+    batches = iter(_stream(setup, info, device, count).epoch(0))
+    teacher, students, needs = cohort_under_test(setup, info, device, count, accel)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with fused(students, accel) as members:
+        streams = StudentStreams(len(members), device, accel.streams)
+        for step in range(2):
+            cohort_step(members, teacher, needs, *next(batches), 0, step, accel, streams)
+        with profile(activities=activities) as profiler:
+            for step in range(2, 4):
+                cohort_step(members, teacher, needs, *next(batches), 0, step, accel, streams)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+    order = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    return profiler.key_averages().table(sort_by=order, row_limit=rows, max_name_column_width=44)
+
+
 def _timed(step: Callable[[int], None], steps: int, device: torch.device) -> float:
     """Seconds per step after two warm-up steps (synchronised only around the timed block)."""
     for warm in range(2):
@@ -100,11 +131,8 @@ def run_harness_benchmark(setup: HarnessSetup, device: torch.device, accel: Acce
     """Per mode: ms/step and images/s (with the acceleration flags that made them); plus each loss's
     mean ms per call inside the cohort step."""
     info = _info(setup)
-    generator = torch.Generator().manual_seed(0)
     count = setup.batch_size * (setup.steps + 2)
-    data = ImageTensors(torch.randint(0, 256, (count, 3, setup.image_size, setup.image_size), dtype=torch.uint8,
-                                      generator=generator), torch.arange(count) % setup.num_classes)
-    stream = ResidentStream(data, info, setup.batch_size, device, train=True, seed=0)
+    stream = _stream(setup, info, device, count)
     # the limit's batches: made once by the same data path, so they have the cohort's memory layout
     # (augmented batches come out channels_last) but cost nothing to produce while timed
     ready = [(images, labels) for images, labels, _ in stream.epoch(0)]
