@@ -131,7 +131,7 @@ def protocol_note(comparison: ProtocolComparison) -> str:
 
 
 def protocol_figure_stem(comparison: ProtocolComparison) -> str:
-    first, second = comparison.protocols
+    first, second = comparison.sides
     return slug(f"{comparison.pair}_{first}_vs_{second}_ranks")
 
 

@@ -25,11 +25,19 @@ class ProtocolComparison:
     protocols: tuple[str, str]
     epochs: tuple[int, int]
     agreement: Agreement | None  # None: fewer than 3 losses under both
+    strong_view: tuple[bool, bool] = (False, False)  # each side trained on a second, strongly augmented view
 
     @property
     def names(self) -> tuple[str, str]:
-        """How each side reads: "fast (1 ep)"."""
-        return tuple(f"{protocol} ({epochs} ep)" for protocol, epochs in zip(self.protocols, self.epochs))
+        """How each side reads: "fast (1 ep)", "converged (1 ep, strong view)"."""
+        return tuple(f"{protocol} ({epochs} ep{', strong view' if strong else ''})"
+                     for protocol, epochs, strong in zip(self.protocols, self.epochs, self.strong_view))
+
+    @property
+    def sides(self) -> tuple[str, str]:
+        """Each side as a file name part: "fast", "converged, strong view"."""
+        return tuple(f"{protocol}, strong view" if strong else protocol
+                     for protocol, strong in zip(self.protocols, self.strong_view))
 
     @property
     def ranks(self) -> tuple[pd.Series, pd.Series]:
@@ -65,7 +73,8 @@ def _one_recipe_each(runs: pd.DataFrame) -> pd.DataFrame:
 def _compared(dataset: str, pair: str, runs_a: pd.DataFrame, runs_b: pd.DataFrame) -> ProtocolComparison:
     protocols = tuple(runs["protocol"].iloc[0] for runs in (runs_a, runs_b))
     epochs = tuple(int(runs["epochs"].iloc[0]) for runs in (runs_a, runs_b))
-    return ProtocolComparison(dataset, pair, protocols, epochs, protocol_agreement(runs_a, runs_b))
+    strong = tuple(bool(runs["strong_view"].iloc[0]) for runs in (runs_a, runs_b))
+    return ProtocolComparison(dataset, pair, protocols, epochs, protocol_agreement(runs_a, runs_b), strong)
 
 
 def agreement_summary(comparison: ProtocolComparison) -> str:

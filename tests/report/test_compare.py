@@ -131,3 +131,22 @@ def test_a_seed_only_some_losses_finished_gives_no_interval(run_row, write_runs,
     results = write_runs(rows)
     assert report(results, "--compare-protocols", "fast,standard") == 0
     assert "no interval: fast (1 ep) has 1 seed; seeds 1 / 2." in capsys.readouterr().out
+
+
+def test_a_strong_view_budget_of_a_protocol_gets_its_own_ranking_figure(run_row, write_runs):
+    """Two budgets of one protocol (one view, strong view) against another protocol: two figures, both named."""
+    losses = ("vanilla", "at", "kd")
+    rows = [run_row(loss, seed, 70.0 + i + seed, protocol="fast", epochs=1)
+            for i, loss in enumerate(losses) for seed in (0, 1)]
+    for strong in (False, True):
+        rows += [run_row(loss, seed, 80.0 + i - seed + 3 * strong, strong_view=strong,
+                         recipe_hash=f"{loss}-{strong}", run_id=f"{loss}-{strong}-{seed}")
+                 for i, loss in enumerate(losses) for seed in (0, 1)]
+    results = write_runs(rows)
+    build_report(results, console=False)
+    plots = results / "toy" / "plots"
+    assert (plots / "resnet32x4-resnet8x4_fast_vs_standard_ranks.png").is_file()
+    assert (plots / "resnet32x4-resnet8x4_fast_vs_standard_strongview_ranks.png").is_file()
+    notes = (results / "toy" / "leaderboard.md").read_text()
+    assert "fast (1 ep) vs standard (3 ep, strong view): Kendall's τ" in notes
+    assert "| standard, 3 ep, strong view |" in notes
