@@ -76,8 +76,9 @@ def perf_harness(
     ips = dict(zip(frame["mode"], frame["images_per_s"]))
     flipped = [run_harness_benchmark(setup, target, variant, modes=("cohort",))[0] for variant in variants]
     name = device_name(target)
-    labels = ["as asked", *(f"{key} {'on' if getattr(v, key) else 'off'}" for v, key in zip(variants, ablated))]
-    frame = pd.concat([f.assign(variant=label) for f, label in zip([frame, *flipped], labels)], ignore_index=True)
+    variant_labels = ["as asked", *(f"{key} {'on' if getattr(v, key) else 'off'}" for v, key in zip(variants, ablated))]
+    frame = pd.concat([f.assign(variant=label) for f, label in zip([frame, *flipped], variant_labels)],
+                      ignore_index=True)
     frame = frame.assign(teacher=teacher, student=student, losses=",".join(setup.losses), device=name,
                          command=shlex.join(invocation), **versions())
     stem = f"harness_{device_slug(target, name)}_b{batch_size}"  # one file set per device and batch size
@@ -89,7 +90,7 @@ def perf_harness(
 
     if profile:
         sections = [f"== cohort step, {label}\n{profile_cohort_step(setup, target, variant)}"
-                    for label, variant in zip(labels, [accel, *variants])]
+                    for label, variant in zip(variant_labels, [accel, *variants])]
         atomic_write_text(out / f"{stem}_profile.txt", f"{name}: {shlex.join(invocation)}\n\n" + "\n".join(sections))
 
     figure, axis = plt.subplots(figsize=(6, 3.5))

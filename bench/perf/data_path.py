@@ -9,46 +9,19 @@ shows what the data path costs and how much of it the step hides. It measures; i
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict
-from typing import Callable, Iterator
 
 import pandas as pd
 import torch
 from matplotlib.figure import Figure
-from torch import Tensor
 
 from bench.cohort import Acceleration, cohort_step
-from bench.data.base import ImageTensors
 from bench.data.stream import DATA_PATHS, Loading, make_stream
-from bench.perf.harness import ROUNDS, HarnessSetup, _info, cohort_under_test
+from bench.perf.harness import (
+    ROUNDS, WARM_UP, HarnessSetup, _info, cohort_under_test, fed, seconds_per_step, synthetic_split,
+)
 from bench.report.plots import save
 from bench.streams import StudentStreams
-
-WARM_UP = 2  # steps before the clock starts: the loader's workers start and fill their queues here
-
-
-def synthetic_split(count: int, setup: HarnessSetup) -> ImageTensors:
-    """``count`` uint8 images of the setup's shape with labels cycling over its classes (no dataset needed)."""
-    generator = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (count, 3, setup.image_size, setup.image_size), dtype=torch.uint8, generator=generator)
-    return ImageTensors(images, torch.arange(count) % setup.num_classes)
-
-
-def seconds_per_step(batches: Iterator[tuple[Tensor, Tensor, Tensor]], work: Callable[[int, tuple], None], steps: int,
-                     device: torch.device) -> float:
-    """Mean seconds of ``work`` on the next ``steps`` batches, after ``WARM_UP`` batches, synchronised at both ends."""
-    for step in range(WARM_UP):
-        work(step, next(batches))
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    for step in range(steps):
-        work(WARM_UP + step, next(batches))
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return (time.perf_counter() - start) / steps
-
 
 def run_data_path_benchmark(setup: HarnessSetup, device: torch.device, accel: Acceleration, workers: int) -> pd.DataFrame:
     """One row per (data path, what was timed): ms per step and images/s; the fastest of ``ROUNDS`` epochs."""
@@ -67,7 +40,7 @@ def run_data_path_benchmark(setup: HarnessSetup, device: torch.device, accel: Ac
     for path in DATA_PATHS:
         stream = make_stream(split, info, setup.batch_size, device, train=True, seed=0, loading=Loading(path, workers))
         for what, work in timed.items():
-            seconds = min(seconds_per_step(iter(stream.epoch(epoch)), work, setup.steps, device) for epoch in range(ROUNDS))
+            seconds = min(seconds_per_step(fed(stream.epoch(epoch), work), setup.steps, device) for epoch in range(ROUNDS))
             rows.append({"data_path": path, "workers": workers if path == "loader" else 0, "timed": what,
                          "ms_per_step": seconds * 1000, "images_per_s": setup.batch_size / seconds})
     frame = pd.DataFrame(rows).assign(students=len(students), batch_size=setup.batch_size, teacher=setup.teacher,

@@ -11,18 +11,20 @@ Three measurements on the same synthetic, CIFAR-shaped data held on the device:
 
 Every row carries the acceleration flags it ran with; the CLI's ``--ablate`` repeats the cohort
 measurement with single flags flipped. Under ``fuse`` only the cohort step fuses its same-architecture
-students (``bench.training.fuse``); the limit and the sequential runs stay one network at a time. It measures and reports ratios; it never asserts timings.
+students (``bench.training.fuse``); the limit and the sequential runs stay one network at a time.
+It measures and reports ratios; it never asserts timings.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 from bench.cohort import Acceleration, Student, cohort_step, new_student, teacher_outputs
 from bench.config import TrainSettings, resolve_loss
@@ -37,6 +39,7 @@ from losses.base import MODEL_NEEDS, ModelShapes, Need
 DEFAULT_LOSSES = "kd,fitnet,at,sp,crd,dkd,dist,ot-ipot"
 MODES = ("model-only", "cohort", "sequential")
 ROUNDS = 2
+WARM_UP = 2  # steps before the clock starts (a DataLoader's workers start and fill their queues here)
 SETTINGS = TrainSettings(epochs=1, batch_size=64, lr=0.05, momentum=0.9, weight_decay=5e-4, milestones=(), gamma=0.1)
 
 
@@ -71,12 +74,16 @@ def _students(setup: HarnessSetup, info: DatasetInfo, teacher_shapes: ModelShape
     return students
 
 
-def _stream(setup: HarnessSetup, info: DatasetInfo, device: torch.device, count: int) -> ResidentStream:
-    """Random CIFAR-shaped images through the resident data path (``count`` of them: one epoch)."""
+def synthetic_split(count: int, setup: HarnessSetup) -> ImageTensors:
+    """``count`` uint8 images of the setup's shape with labels cycling over its classes (no dataset needed)."""
     generator = torch.Generator().manual_seed(0)
-    data = ImageTensors(torch.randint(0, 256, (count, 3, setup.image_size, setup.image_size), dtype=torch.uint8,
-                                      generator=generator), torch.arange(count) % setup.num_classes)
-    return ResidentStream(data, info, setup.batch_size, device, train=True, seed=0)
+    images = torch.randint(0, 256, (count, 3, setup.image_size, setup.image_size), dtype=torch.uint8, generator=generator)
+    return ImageTensors(images, torch.arange(count) % setup.num_classes)
+
+
+def _stream(setup: HarnessSetup, info: DatasetInfo, device: torch.device, count: int) -> ResidentStream:
+    """``count`` synthetic images (one epoch) through the resident data path."""
+    return ResidentStream(synthetic_split(count, setup), info, setup.batch_size, device, train=True, seed=0)
 
 
 def profile_cohort_step(setup: HarnessSetup, device: torch.device, accel: Acceleration, rows: int = 10) -> str:
@@ -102,14 +109,21 @@ def profile_cohort_step(setup: HarnessSetup, device: torch.device, accel: Accele
     return profiler.key_averages().table(sort_by=order, row_limit=rows, max_name_column_width=44)
 
 
-def _timed(step: Callable[[int], None], steps: int, device: torch.device) -> float:
-    """Seconds per step after two warm-up steps (synchronised only around the timed block)."""
-    for warm in range(2):
+def fed(batches: Iterator[tuple[Tensor, Tensor, Tensor]], work: Callable[[int, tuple], None]) -> Callable[[int], None]:
+    """A step (for ``seconds_per_step``) that takes the next of ``batches`` and works on it."""
+    batches = iter(batches)
+    return lambda step: work(step, next(batches))
+
+
+def seconds_per_step(step: Callable[[int], None], steps: int, device: torch.device) -> float:
+    """Mean seconds of ``step(i)`` over ``steps`` steps after ``WARM_UP`` of them (synchronised only around the
+    timed block)."""
+    for warm in range(WARM_UP):
         step(warm)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     start = time.perf_counter()
-    for i in range(steps):
+    for i in range(WARM_UP, WARM_UP + steps):
         step(i)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -131,7 +145,7 @@ def run_harness_benchmark(setup: HarnessSetup, device: torch.device, accel: Acce
     """Per mode: ms/step and images/s (with the acceleration flags that made them); plus each loss's
     mean ms per call inside the cohort step."""
     info = _info(setup)
-    count = setup.batch_size * (setup.steps + 2)
+    count = setup.batch_size * (setup.steps + WARM_UP)
     stream = _stream(setup, info, device, count)
     # the limit's batches: made once by the same data path, so they have the cohort's memory layout
     # (augmented batches come out channels_last) but cost nothing to produce while timed
@@ -167,7 +181,7 @@ def run_harness_benchmark(setup: HarnessSetup, device: torch.device, accel: Acce
         streams = StudentStreams(len(members), device, accel.streams)
         for _ in range(ROUNDS):  # interleaved rounds, fastest kept: no mode profits from running later
             for mode in modes:
-                best[mode] = min(best[mode], _timed(steps[mode], setup.steps, device))
+                best[mode] = min(best[mode], seconds_per_step(steps[mode], setup.steps, device))
     frame = pd.DataFrame([{"mode": mode, "ms_per_step": seconds * 1000, "images_per_s": setup.batch_size / seconds}
                           for mode, seconds in best.items()])
     frame["students"] = len(students)

@@ -19,11 +19,10 @@ import torch
 
 from bench.cohort import Acceleration, cohort_step, evaluate
 from bench.data.stream import ResidentStream
-from bench.models import create_network, probe_shapes
-from bench.perf.data_path import synthetic_split, seconds_per_step
-from bench.perf.harness import ROUNDS, HarnessSetup, _info, _students
+from bench.perf.harness import (
+    ROUNDS, WARM_UP, HarnessSetup, _info, cohort_under_test, fed, seconds_per_step, synthetic_split,
+)
 from bench.streams import StudentStreams
-from losses.base import MODEL_NEEDS
 
 # The CRD protocol on CIFAR-100 (bench/recipes/datasets/cifar100.toml) and the CRD table's size
 TRAIN_IMAGES, TEST_IMAGES, EPOCHS, EVAL_BATCH = 50_000, 10_000, 240, 256
@@ -44,22 +43,18 @@ def _cohort_time(setup: HarnessSetup, device: torch.device, accel: Acceleration,
                  train_images: int, test_images: int) -> tuple[float, float]:
     """Seconds of one training step and of one evaluation pass of ``setup``'s students."""
     info = _info(setup)
-    train = ResidentStream(synthetic_split(setup.batch_size * (setup.steps + 2), setup), info, setup.batch_size, device,
-                           train=True, seed=0)
+    train = ResidentStream(synthetic_split(setup.batch_size * (setup.steps + WARM_UP), setup), info, setup.batch_size,
+                           device, train=True, seed=0)
     test = ResidentStream(synthetic_split(test_images, setup), info, EVAL_BATCH, device, train=False, seed=0)
-    torch.manual_seed(0)
-    teacher, _ = create_network(setup.teacher, info)
-    teacher.to(device).eval().requires_grad_(False)
-    students = _students(setup, info, probe_shapes(teacher, info, device), device, train_images, accel)
-    accel.apply(teacher)
-    needs = frozenset().union(*(s.loss.needs & MODEL_NEEDS for s in students)) if with_teacher else frozenset()
+    teacher, students, needs = cohort_under_test(setup, info, device, train_images, accel)
+    needs = needs if with_teacher else frozenset()
     streams = StudentStreams(len(students), device, accel.streams)
 
     def step(index: int, batch: tuple) -> None:
         images, labels, indices = batch
         cohort_step(students, teacher if with_teacher else None, needs, images, labels, indices, 0, index, accel, streams)
 
-    step_s = min(seconds_per_step(iter(train.epoch(epoch)), step, setup.steps, device) for epoch in range(ROUNDS))
+    step_s = min(seconds_per_step(fed(train.epoch(epoch), step), setup.steps, device) for epoch in range(ROUNDS))
     networks = [s.network for s in students]
     passes = []
     for _ in range(ROUNDS):  # the first pass also warms up; the fastest is kept, as for the steps

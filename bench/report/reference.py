@@ -20,6 +20,8 @@ from importlib import resources
 
 import pandas as pd
 
+from bench.report.runs import flag
+
 CRD_BUDGET = {"protocol": "standard", "epochs": 240, "batch_size": 64}  # the CRD protocol, in our results' columns
 
 
@@ -88,8 +90,7 @@ def read_table(source: Source) -> Table:
     table = pd.read_csv(io.StringIO(text), comment="#")
     if "source" not in table:
         table["source"] = source.file  # the file's citation covers every row
-    strong = table["strong_view"] if "strong_view" in table else pd.Series("", index=table.index)
-    table["strong_view"] = strong.astype(str).str.strip().str.lower().isin(("true", "1"))
+    table["strong_view"] = flag(table, "strong_view")
     return Table(table, text.splitlines()[0].lstrip("# "), source.budget)
 
 

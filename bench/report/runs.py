@@ -37,10 +37,16 @@ def load_runs(path: Path) -> pd.DataFrame:
     missing = [column for column in USED_COLUMNS if column not in runs.columns]
     if missing:
         raise ConfigError(f"{path} lacks the column(s) {', '.join(missing)}; it is not a runs.csv of bench run")
-    for flag in ("diverged", "strong_view"):  # a file from before the strong view has no such column: one view
-        runs[flag] = runs.get(flag, pd.Series("", index=runs.index)).astype(str).str.strip().str.lower().isin(("true", "1"))
+    for column in ("diverged", "strong_view"):  # a file from before the strong view has no such column: one view
+        runs[column] = flag(runs, column)
     runs = runs.sort_values("finished_at", kind="stable").drop_duplicates("run_id", keep="last")
     return runs.reset_index(drop=True)
+
+
+def flag(table: pd.DataFrame, column: str) -> pd.Series:
+    """A true/false column as CSV files write it ("True", "true", "1"); absent or anything else is false."""
+    values = table[column] if column in table else pd.Series("", index=table.index)
+    return values.astype(str).str.strip().str.lower().isin(("true", "1"))
 
 
 def select_runs(
