@@ -93,6 +93,7 @@ class Student:
     history: list[dict] = field(default_factory=list)  # one entry per finished epoch
     diverged: bool = False
     world: World = field(default_factory=World)  # the processes this student trains in (bench.training.distributed)
+    steps_per_epoch: int | None = None  # what a warm-up shorter than an epoch counts (losses.warmup)
 
     def __post_init__(self):
         self._start_epoch_sums()
@@ -128,7 +129,7 @@ class Student:
         its network ran fused with others: bench.training.fuse); the terms join the epoch's sums.
         With a strong view, CE and (for a loss that reads one view) the terms are means over the views."""
         batch = Batch(labels, indices, epoch, generator(labels.device, self.seed, "step", self.name, epoch, step),
-                      self.epochs)
+                      self.epochs, step, self.steps_per_epoch)
         views = [own] if own.strong is None else [own, own.strong]
         calls = [(own, teacher)] if own.strong is None or Need.STRONG_VIEW in self.loss.needs else \
             [(own, teacher), (own.strong, teacher.strong)]
@@ -302,10 +303,11 @@ def train_cohort(students: Sequence[Student], teacher: Network | None, train: Re
 def new_student(name: str, seed: int, network: Network, loss: DistillLoss, settings: TrainSettings,
                 weight: float, ce_weight: float, world: World = World(), steps_per_epoch: int | None = None) -> Student:
     """A student with the recipe's SGD (or its loss's own optimizer) + step schedule over its network and its
-    loss's parameters. ``steps_per_epoch``: what a per-batch (cosine) schedule is spread over."""
+    loss's parameters. ``steps_per_epoch``: what a per-batch (cosine) schedule and a short warm-up are spread over."""
     optimizer = loss.build_optimizer([*network.parameters(), *loss.parameters()], lr=settings.lr,
                                      momentum=settings.momentum, weight_decay=settings.weight_decay,
                                      nesterov=settings.nesterov)
     scheduler = Schedule(optimizer, settings.schedule, settings.epochs, settings.milestones, settings.gamma,
                          steps_per_epoch)
-    return Student(name, seed, settings.epochs, network, loss, weight, ce_weight, optimizer, scheduler, world=world)
+    return Student(name, seed, settings.epochs, network, loss, weight, ce_weight, optimizer, scheduler, world=world,
+                   steps_per_epoch=steps_per_epoch)

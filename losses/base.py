@@ -99,6 +99,8 @@ class Batch:
     epoch: int  # 0-based; losses with warm-up (DKD) read it
     generator: torch.Generator  # this student's randomness for this step (reproducible, resumable)
     epochs: int | None = None  # this student's number of epochs; schedules over training (WKD's decay) read it
+    step: int = 0  # 0-based within the epoch; a warm-up shorter than an epoch (losses.warmup) reads it
+    steps: int | None = None  # steps per epoch, when known
 
 
 @dataclass

@@ -34,6 +34,14 @@ def fraction(name: str, value: object) -> float:
     return number
 
 
+def unit_interval(name: str, value: object) -> float:
+    """A number in [0, 1] (a share of a run)."""
+    number = _number(name, value)
+    if not 0 <= number <= 1:
+        raise ConfigError(f"{name} must be in [0, 1], got {value!r}")
+    return number
+
+
 def count(name: str, value: object, minimum: int) -> int:
     """An integer >= ``minimum`` (dimensions, sample counts, epochs)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:

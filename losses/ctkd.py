@@ -96,10 +96,10 @@ class CTKDLS(CTKD):
     ``CTKD/scripts/run_cifar_distill.sh``, ``-r 0.1 -a 9``; their ``--kd_T 2`` is not read once the
     temperature is learned).
 
-    Reference implementation: sunshangquan/logit-standardization-KD, CTKD/distiller_zoo/KD.py, CTKD/helper/loops.py
-    Deviations: the z-score adds 1e-7 to the standard deviation, as the authors' main code does; their CTKD copy
-    divides by the standard deviation alone (values differ by about 1e-7 relative; a constant row, NaN there,
-    is 0 here).
+    Reference implementation: sunshangquan/logit-standardization-KD, CTKD/distiller_zoo/KD.py
+    (``DistillKL_logit_stand``, whose ``normalize`` adds 1e-7 to the standard deviation at the repository's
+    head, as here; an earlier commit did not), CTKD/helper/loops.py
+    Deviations: none
     """
 
     description = "CTKD on z-scored logits (Sun et al. 2024)"

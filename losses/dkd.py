@@ -5,8 +5,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from losses.base import Batch, DistillLoss, LossContext, Need, Outputs, register_loss
-from losses.checks import count, non_negative, positive
+from losses.checks import non_negative, positive
 from losses.numerics import fp32
+from losses.warmup import warmup_factor, warmup_fraction
 
 MASKED = -1e9  # a logit whose probability underflows to exactly 0 in fp32, yet keeps log-space finite
 
@@ -42,10 +43,11 @@ def decoupled_kl(student_logits: Tensor, teacher_logits: Tensor, labels: Tensor,
 class DKD(DistillLoss):
     """Target-class (TCKD) and non-target-class (NCKD) KD, weighted by alpha and beta, with warm-up.
 
-    Both terms are scaled by min((epoch + 1) / warmup, 1) with ``batch.epoch`` 0-based, i.e.
-    mdistiller's ``min(epoch / warmup, 1)`` with its 1-based epochs. Defaults are the mdistiller
-    CIFAR-100 configuration (``engine/cfg.py``: alpha=1, beta=8, T=4, warmup=20, CE weight 1);
-    the harness adds CE, so only TCKD and NCKD are returned.
+    Both terms ramp in as mdistiller's ``min(epoch / warmup, 1)`` with its epochs counted from 1
+    (``engine/trainer.py``), so the first epoch already has weight 1/warmup; ``warmup`` is a fraction
+    of the run (``losses.warmup``). Defaults are the mdistiller CIFAR-100 configuration
+    (``engine/cfg.py``: alpha=1, beta=8, T=4, CE weight 1, a warm-up of 20 of 240 epochs); the
+    harness adds CE, so only TCKD and NCKD are returned.
 
     Reference implementation: megvii-research/mdistiller, mdistiller/distillers/DKD.py.
     Deviations: none.
@@ -54,18 +56,14 @@ class DKD(DistillLoss):
     needs = frozenset({Need.LOGITS, Need.LABELS})
     description = "decoupled target / non-target class KD with warm-up (Zhao et al. 2022)"
 
-    def __init__(self, ctx: LossContext, *, alpha: float, beta: float, T: float, warmup: int):
+    def __init__(self, ctx: LossContext, *, alpha: float, beta: float, T: float, warmup: float):
         super().__init__(ctx)
         self.alpha = non_negative("dkd: alpha", alpha)
         self.beta = non_negative("dkd: beta", beta)
         self.T = positive("dkd: T", T)
-        self.warmup = count("dkd: warmup", warmup, 0)
-
-    def ramp(self, epoch: int) -> float:
-        """The warm-up factor of a 0-based epoch."""
-        return 1.0 if self.warmup == 0 else min((epoch + 1) / self.warmup, 1.0)
+        self.warmup = warmup_fraction("dkd", warmup)
 
     def forward(self, student: Outputs, teacher: Outputs, batch: Batch) -> dict[str, Tensor]:
         tckd, nckd = decoupled_kl(student.logits, teacher.logits, batch.labels, self.T)
-        ramp = self.ramp(batch.epoch)
+        ramp = warmup_factor(batch, self.warmup, first=1)
         return {"tckd": ramp * self.alpha * tckd, "nckd": ramp * self.beta * nckd}

@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from losses.base import Batch, DistillLoss, LossContext, Need, Outputs, register_loss, stage_index
-from losses.checks import count
 from losses.numerics import fp32
+from losses.warmup import warmup_factor, warmup_fraction
 from registry import ConfigError
 
 
@@ -61,21 +61,26 @@ class ReviewKD(DistillLoss):
     modules, each matched to the teacher's same level by the hierarchical context loss.
 
     Levels are ``stages`` (shallow to deep) plus the pooled embedding as a 1x1 map; the ABF width is
-    ``min(512, student embedding)``. The loss ramps in as ``min((epoch + 1) / warmup, 1)`` with
-    ``batch.epoch`` 0-based (mdistiller's ``min(epoch / warmup, 1)``, 1-based). Defaults: the
-    three CIFAR stages after the stem, weight 5, warmup 20, CE 1 (mdistiller configs/cifar100/
-    reviewkd.yaml and engine/cfg.py CFG.REVIEWKD).
+    ``min(512, student embedding)``. The loss ramps in as the authors' ``min(1, epoch / 20)`` with
+    epochs counted from 0 (dvlab-research/ReviewKD CIFAR-100/train.py, ``--kd-warm-up 20``), so the
+    first epoch has weight 0; ``warmup`` is a fraction of the run (``losses.warmup``: 20 of 240
+    epochs). Defaults: the three CIFAR stages after the stem, weight 5, CE 1 (mdistiller configs/
+    cifar100/reviewkd.yaml and engine/cfg.py CFG.REVIEWKD; the authors' script/reviewKD.sh, per pair
+    in pairs.toml).
 
-    Reference implementation: megvii-research/mdistiller, mdistiller/distillers/ReviewKD.py
+    Reference implementation: megvii-research/mdistiller, mdistiller/distillers/ReviewKD.py (the modules and
+    the loss); dvlab-research/ReviewKD, CIFAR-100/train.py (the warm-up)
     Deviations: the teacher's stage features are the post-activation stage outputs the harness
-    provides; mdistiller reads the teacher's pre-activation outputs (``preact_feats``), and on
-    ImageNet the student's too (``STU_PREACT``). The pooled level is the same either way.
+    provides; the authors and mdistiller read the teacher's pre-activation outputs (``preact=True``,
+    ``preact_feats``), and on ImageNet mdistiller the student's too (``STU_PREACT``). The pooled level
+    is the same either way. mdistiller's port ramps one epoch ahead of the authors, ``min(epoch / 20, 1)``
+    with epochs from 1; the authors' ramp, which made the published numbers, is the default.
     """
 
     needs = frozenset({Need.FEATURES, Need.EMBEDDING})
     description = "knowledge review: ABF fusion across stages, hierarchical context loss (Chen et al. 2021)"
 
-    def __init__(self, ctx: LossContext, *, stages: list[int], warmup: int):
+    def __init__(self, ctx: LossContext, *, stages: list[int], warmup: float):
         super().__init__(ctx)
         if not stages:
             raise ConfigError("reviewkd: stages must list at least one stage, e.g. [-3, -2, -1]")
@@ -83,7 +88,7 @@ class ReviewKD(DistillLoss):
         self.t_stages = [stage_index(ctx.teacher, s) for s in stages]
         if any(a >= b for a, b in zip(self.s_stages, self.s_stages[1:])):
             raise ConfigError(f"reviewkd: stages must be distinct and run shallow to deep, got {stages}")
-        self.warmup = count("reviewkd: warmup", warmup, 0)
+        self.warmup = warmup_fraction("reviewkd", warmup)
         in_channels = [ctx.student.features[i][0] for i in self.s_stages] + [ctx.student.embedding]
         out_channels = [ctx.teacher.features[i][0] for i in self.t_stages] + [ctx.teacher.embedding]
         self.out_sizes = [ctx.teacher.features[i][1:] for i in self.t_stages] + [(1, 1)]
@@ -92,9 +97,6 @@ class ReviewKD(DistillLoss):
         self.abfs = nn.ModuleList(ABF(c_in, mid, c_out, fuse=i < last)
                                   for i, (c_in, c_out) in enumerate(zip(in_channels, out_channels)))
 
-    def ramp(self, epoch: int) -> float:
-        return 1.0 if self.warmup == 0 else min((epoch + 1) / self.warmup, 1.0)
-
     def forward(self, student: Outputs, teacher: Outputs, batch: Batch) -> Tensor:
         levels = [student.features[i] for i in self.s_stages] + [student.embedding[:, :, None, None]]
         targets = [teacher.features[i] for i in self.t_stages] + [teacher.embedding[:, :, None, None]]
@@ -102,4 +104,4 @@ class ReviewKD(DistillLoss):
         for level in reversed(range(len(levels))):
             out, deeper = self.abfs[level](levels[level], deeper, tuple(self.out_sizes[level]))
             loss = loss + hierarchical_context_loss(out, targets[level])
-        return self.ramp(batch.epoch) * loss
+        return warmup_factor(batch, self.warmup, first=0) * loss

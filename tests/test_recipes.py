@@ -29,7 +29,7 @@ def test_command_line_beats_the_pair_and_other_datasets_ignore_it():
 
 def test_imagenet_dkd_follows_its_imagenet_setting():
     spec = resolve_loss("dkd", dataset_recipe("imagenet"), {})
-    assert (spec.params["beta"], spec.params["T"], spec.params["warmup"], spec.ce_weight) == (0.5, 1.0, 1, 1.0)
+    assert (spec.params["beta"], spec.params["T"], spec.params["warmup"], spec.ce_weight) == (0.5, 1.0, 0.01, 1.0)
 
 
 @pytest.mark.parametrize("name, entry", [(n, e) for n, e in pair_catalog().items() if "losses" in e])

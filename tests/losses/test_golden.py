@@ -170,9 +170,9 @@ def test_pkt(pair):
 @pytest.mark.parametrize("epoch", [0, 9, 30])
 def test_dkd(pair, epoch):
     ctx, s, t, b = pair
-    b.epoch = epoch
-    alpha, beta, T, warmup = 1.0, 8.0, 4.0, 20
-    terms = LOSSES.get("dkd")(ctx, alpha=alpha, beta=beta, T=T, warmup=warmup)(s, t, b)
+    b.epoch, b.epochs = epoch, 240
+    alpha, beta, T, warmup = 1.0, 8.0, 4.0, 20  # mdistiller's warm-up: 20 of 240 epochs
+    terms = LOSSES.get("dkd")(ctx, alpha=alpha, beta=beta, T=T, warmup=warmup / 240)(s, t, b)
     z_s, z_t, labels = np64(s.logits) / T, np64(t.logits) / T, b.labels.numpy()
     tckd = nckd = 0.0
     for n, y in enumerate(labels):
@@ -182,7 +182,7 @@ def test_dkd(pair, epoch):
         q_s, q_t = np.delete(p_s, y), np.delete(p_t, y)
         q_s, q_t = q_s / q_s.sum(), q_t / q_t.sum()
         nckd += np.sum(q_t * np.log(q_t / q_s))
-    ramp = min((epoch + 1) / warmup, 1.0)
+    ramp = min((epoch + 1) / warmup, 1.0)  # mdistiller counts epochs from 1
     scale = ramp * T**2 / len(labels)
     assert terms["tckd"].item() == pytest.approx(alpha * scale * tckd, rel=1e-4)
     assert terms["nckd"].item() == pytest.approx(beta * scale * nckd, rel=1e-4)

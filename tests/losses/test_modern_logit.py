@@ -73,9 +73,9 @@ def test_kd_ls_ignores_each_teachers_logit_scale_and_shift(pair):
 @pytest.mark.parametrize("epoch", [0, 30])
 def test_dkd_ls_is_dkd_on_zscored_logits(pair, epoch):
     ctx, s, t, b = pair
-    b.epoch = epoch
-    alpha, beta, T, warmup = 1.0, 8.0, 2.0, 20
-    terms = LOSSES.get("dkd-ls")(ctx, alpha=alpha, beta=beta, T=T, warmup=warmup)(s, t, b)
+    b.epoch, b.epochs = epoch, 240
+    alpha, beta, T, warmup = 1.0, 8.0, 2.0, 20  # 20 of 240 epochs
+    terms = LOSSES.get("dkd-ls")(ctx, alpha=alpha, beta=beta, T=T, warmup=warmup / 240)(s, t, b)
     p_s, p_t = softmax(authors_zscore(np64(s.logits)) / T), softmax(authors_zscore(np64(t.logits)) / T)
     tckd = nckd = 0.0
     for n, y in enumerate(b.labels.numpy()):
@@ -96,7 +96,7 @@ def test_standardization_refuses_a_loss_without_logits():
 
 @pytest.mark.parametrize(("name", "weight", "ce_weight", "params"), [
     ("kd-ls", 9.0, 0.1, {"T": 2.0}),  # --base-temp 2 --kd-weight 9; CFG.KD.LOSS.CE_WEIGHT 0.1
-    ("dkd-ls", 9.0, 1.0, {"alpha": 1.0, "beta": 8.0, "T": 2.0, "warmup": 20}),  # alpha, beta times kd-weight
+    ("dkd-ls", 9.0, 1.0, {"alpha": 1.0, "beta": 8.0, "T": 2.0, "warmup": 20 / 240}),  # alpha, beta times kd-weight
     ("nkd", 1.0, 1.0, {"T": 3.0, "gamma": 3.5}),  # cls_KD cifar100 config
     ("ttm", 45.0, 1.0, {"exponent": 0.1}),  # TTM README: --ttm_l 0.1 -b 45 -r 1
     ("mlkd", 0.9, 0.2, {"temperatures": [4.0, 3.0, 5.0, 2.0, 6.0]}),  # KD_ours.py; CE 0.1 on each of 2 views

@@ -21,7 +21,7 @@ def layer_types(module: nn.Module) -> list[type]:
 @pytest.fixture
 def loss(context):
     torch.manual_seed(0)
-    return LOSSES.get("reviewkd")(context(STUDENT, TEACHER, 8), stages=[-3, -2, -1], warmup=20)
+    return LOSSES.get("reviewkd")(context(STUDENT, TEACHER, 8), stages=[-3, -2, -1], warmup=20 / 240)
 
 
 def test_abf_layers_are_the_authors(loss):
@@ -40,7 +40,7 @@ def test_abf_layers_are_the_authors(loss):
 
 def test_abf_width_is_capped_at_512(context):
     wide = ModelShapes(features=((8, 4, 4),), embedding=640, num_classes=5)
-    loss = LOSSES.get("reviewkd")(context(wide, wide, 8), stages=[-1], warmup=1)
+    loss = LOSSES.get("reviewkd")(context(wide, wide, 8), stages=[-1], warmup=0.0)
     assert loss.abfs[0].conv1[0].out_channels == 512
 
 
@@ -63,6 +63,7 @@ def test_hierarchical_context_loss(size, pools):
 
 def test_value_fuses_deep_to_shallow(loss, outputs, batch):
     s, t, b = outputs(STUDENT, 3, seed=1), outputs(TEACHER, 3, seed=2), batch(3, epoch=4, num_classes=5, num_train=8)
+    b.epochs = 240
     got = loss(s, t, b).item()
     levels = [*s.features[1:], s.embedding[:, :, None, None]]
     targets = [*t.features[1:], t.embedding[:, :, None, None]]
@@ -76,10 +77,10 @@ def test_value_fuses_deep_to_shallow(loss, outputs, batch):
         x = F.interpolate(x, target.shape[-2:], mode="nearest")
         deeper = x
         total += hierarchical_context_loss(abf.conv2(x), target).item()
-    assert got == pytest.approx(5 / 20 * total, rel=1e-5)  # epoch 4 (0-based) of a 20-epoch warm-up
+    assert got == pytest.approx(4 / 20 * total, rel=1e-5)  # the authors' min(1, epoch / 20), epochs from 0
 
 
 @pytest.mark.parametrize("stages", [[], [-1, -1], [-1, -2], [-6], [4]])
 def test_bad_stages_are_a_config_error(context, stages):
     with pytest.raises(ConfigError, match="stage"):
-        LOSSES.get("reviewkd")(context(STUDENT, TEACHER, 8), stages=stages, warmup=1)
+        LOSSES.get("reviewkd")(context(STUDENT, TEACHER, 8), stages=stages, warmup=0.0)
