@@ -145,7 +145,7 @@ def models(world: World) -> Models:
 def preparation(m: Models, cache_dir: str) -> Preparation:
     settings = TrainSettings(epochs=1, batch_size=m.data[0][0].shape[0], lr=0.05, momentum=0.9, weight_decay=5e-4,
                              milestones=(), gamma=0.1)
-    return Preparation(teacher=m.teacher, student=m.student, batches=lambda: iter(m.data),
+    return Preparation(teacher=m.teacher, student=m.student, batches=lambda: iter(m.data), in_order=lambda: iter(m.data),
                        extract=lambda model, images, needs: model.extract(images, needs), device=CPU,
                        generator=torch.Generator().manual_seed(0), cache_dir=Path(cache_dir), params=vars(settings))
 

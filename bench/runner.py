@@ -257,9 +257,12 @@ def _build_student(run: RunSpec, teacher: Teacher, plan: Plan, reporter: Reporte
         return _build_student(run, teacher, plan, reporter)  # a damaged checkpoint was set aside: start afresh
     stream = make_stream(data.train, data.info, run.train.batch_size, device, train=True,
                          seed=derive_seed(run.seed, "prepare"), loading=request.loading)
+    in_order = make_stream(data.train, data.info, run.train.batch_size, device, train=False, seed=0,
+                           loading=request.loading)
     loss.prepare(Preparation(
         teacher=teacher.network, student=network,
         batches=_passes(stream, reporter, f"{run.loss.name} preparation (seed {run.seed})"),
+        in_order=_passes(in_order, reporter, f"{run.loss.name} preparation, training set in order"),
         extract=lambda model, images, needs: model.extract(images, needs),
         device=device, generator=generator(device, run.seed, "prepare", run.loss.name),
         cache_dir=request.cache_dir / "prepare" / f"{run.dataset}-{run.teacher_source.replace(':', '-')}",
@@ -269,8 +272,8 @@ def _build_student(run: RunSpec, teacher: Teacher, plan: Plan, reporter: Reporte
 
 
 def _passes(stream: ResidentStream | LoaderStream, reporter: Reporter, label: str) -> Callable[[], Iterator]:
-    """``batches()`` for a preparation stage: each call is the next epoch (new order, new augmentation),
-    shown as progress like a training epoch."""
+    """``batches()`` for a preparation stage: each call is the next epoch (of a training stream: new order,
+    new augmentation), shown as progress like a training epoch."""
     epochs = itertools.count()
 
     def batches() -> Iterator:

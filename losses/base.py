@@ -107,14 +107,19 @@ class Batch:
 class Preparation:
     """What a loss's optional preparation stage can see, before training starts.
 
-    ``batches()`` yields one epoch of ``(images, labels, indices)`` on ``device`` in a fixed order;
-    ``extract(model, images, needs)`` runs a model and returns its ``Outputs``. The teacher is
-    frozen; the student may be trained here (AB/FSP initialisation stages do that).
+    ``batches()`` yields one training epoch of ``(images, labels, indices)`` on ``device`` (augmented,
+    in a fixed shuffled order, the ragged last batch dropped: what an initialisation stage trains on);
+    ``in_order()`` yields every training image once, in the dataset's order, under the test transform
+    (no augmentation), the ragged last batch kept: what a statistic of the training set is built from
+    (WKD-L's class cost, as its authors build it). ``extract(model, images, needs)`` runs a model and
+    returns its ``Outputs``. The teacher is frozen; the student may be trained here (AB/FSP
+    initialisation stages do that).
     """
 
     teacher: nn.Module
     student: nn.Module
     batches: Callable[[], Iterable[tuple[Tensor, Tensor, Tensor]]]
+    in_order: Callable[[], Iterable[tuple[Tensor, Tensor, Tensor]]]
     extract: Callable[[nn.Module, Tensor, frozenset[Need]], Outputs]
     device: torch.device
     generator: torch.Generator

@@ -16,8 +16,10 @@ similarity of class-mean features.
 The feature source is a setting: ``"features"``, the last stage's map, every spatial position of
 every image a row (``N = images x H x W``, ``D`` = channels; the authors' CIFAR-100 cost),
 ``"logits"`` (the authors' ImageNet cost) or ``"embedding"`` (pooled pre-logits features).
-The first ``per_class`` images of each class in the fixed epoch order are kept, then every
-class is cut to the smallest class's count, as the authors' stacking does. Memory:
+As the authors' ``generate_class_proto.py`` does, the rows come from every training image in the
+dataset's order under the test transform (``Preparation.in_order``): no augmentation, no shuffle,
+no dropped last batch. The first ``per_class`` images of each class are kept, then every class is
+cut to the smallest class's count, as the authors' stacking does. Memory:
 ``C x N x D`` floats on the device (CIFAR-100 from 8x8x256 maps of all 500 images: 3.3 GB).
 The result is cached in the teacher's cache directory.
 """
@@ -53,7 +55,7 @@ def collect_class_samples(prep: Preparation, features: str, num_classes: int, pe
     """
     need = COST_FEATURES[features]
     samples, counts = None, torch.zeros(num_classes, dtype=torch.long, device=prep.device)
-    for images, labels, _ in prep.batches():
+    for images, labels, _ in prep.in_order():
         rows = _rows(prep.extract(prep.teacher, images, frozenset({need})), need).float()
         if samples is None:
             samples = rows.new_zeros(num_classes, per_class, *rows.shape[1:])
@@ -105,7 +107,7 @@ def class_similarity(samples: Tensor, method: str) -> Tensor:
 
 def cached_class_similarity(prep: Preparation, method: str, features: str, num_classes: int, per_class: int) -> Tensor:
     """:func:`class_similarity` of the teacher, loaded from ``prep.cache_dir`` when computed before."""
-    path = Path(prep.cache_dir) / f"wkd-class-similarity_{method}_{features}_{num_classes}x{per_class}.pt"
+    path = Path(prep.cache_dir) / f"wkd-class-similarity_{method}_{features}_{num_classes}x{per_class}_in-order.pt"
     if path.exists():
         return torch.load(path, map_location=prep.device, weights_only=True)
     similarity = class_similarity(collect_class_samples(prep, features, num_classes, per_class), method)

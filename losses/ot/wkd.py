@@ -58,8 +58,9 @@ class WKDLogit(DistillLoss):
     Reference implementation: JiamingLv/WKD, mdistiller/distillers/WKD.py
     (wkd_logit_loss_with_speration), tools/generate_class_proto.py, tools/generate_cost_matrix.py.
     Deviations: the class cost uses the first ``samples_per_class`` images of each class in the
-    harness's fixed order (the authors' ImageNet script keeps the first ones of a seeded shuffle);
-    the cost is computed in ``prepare`` instead of loaded from a file.
+    dataset's order, under the test transform, as the authors' CIFAR-100 script (every image); their
+    ImageNet script keeps the first ones of a seeded shuffle. The cost is computed in ``prepare``
+    instead of loaded from a file.
     """
 
     needs = frozenset({Need.LOGITS, Need.LABELS})

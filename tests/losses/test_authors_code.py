@@ -157,7 +157,7 @@ def prepared_crd(context, labels: list[int], read: int | None = None, **params):
     loss = LOSSES.get("crd")(context(STUDENT, TEACHER, len(labels)), **{**ZOO_CRD, **params})
     order = torch.arange(len(labels) if read is None else read)
     prep = Preparation(teacher=nn.Identity(), student=nn.Identity(), device=torch.device("cpu"),
-                       batches=lambda: [(torch.zeros(len(labels), 1), torch.tensor(labels)[order], order)],
+                       batches=lambda: [(torch.zeros(len(labels), 1), torch.tensor(labels)[order], order)], in_order=None,
                        extract=None, generator=torch.Generator(), cache_dir=None)
     loss.prepare(prep)
     return loss

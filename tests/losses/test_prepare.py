@@ -50,7 +50,8 @@ def preparation(teacher, student, tmp_path, params=TRAINING) -> Preparation:
     g = torch.Generator().manual_seed(0)
     data = [(torch.randn(4, 1, 28, 28, generator=g), torch.randint(10, (4,), generator=g), torch.arange(4) + 4 * i)
             for i in range(2)]
-    return Preparation(teacher=teacher, student=student, batches=lambda: iter(data), extract=extract,
+    return Preparation(teacher=teacher, student=student, batches=lambda: iter(data), in_order=lambda: iter(data),
+                       extract=extract,
                        device=torch.device("cpu"), generator=torch.Generator().manual_seed(1),
                        cache_dir=tmp_path, params=params)
 
@@ -126,3 +127,21 @@ def test_missing_training_settings_is_a_config_error(name, models, tmp_path):
     loss = build(name, teacher, student, init_epochs=1)
     with pytest.raises(ConfigError, match="momentum"):
         loss.prepare(preparation(teacher, student, tmp_path, params={"lr": 0.1}))
+
+
+def test_a_prepared_statistic_reads_every_training_image_in_order_unaugmented(tmp_path, teacher_cache, cli,
+                                                                             monkeypatch):
+    """WKD-L's class cost, as its authors build it (generate_class_proto.py): every training image, in the
+    dataset's order, under the test transform, the ragged last batch kept (synthetic: 256 images, batch 48)."""
+    from helpers import synthetic_run
+    from losses.ot.wkd import WKDLogit
+
+    passes = []
+    monkeypatch.setattr(WKDLogit, "prepare", lambda self, prep: passes.extend(
+        [[tuple(t.clone() for t in batch) for batch in prep.in_order()] for _ in range(2)]))
+    assert cli(*synthetic_run(tmp_path, teacher_cache, "--losses", "wkd-l", "--protocol", "fast",
+                              "--batch-size", "48")).code == 0
+    first, second = passes
+    assert torch.equal(torch.cat([indices for *_, indices in first]), torch.arange(256))
+    assert [len(labels) for _, labels, _ in first] == [48] * 5 + [16]
+    assert all(torch.equal(a, b) for x, y in zip(first, second) for a, b in zip(x, y))  # no random augmentation

@@ -66,7 +66,7 @@ def tiny_preparation(tmp_path: Path, calls: list | None = None, images: int = 60
                        features=(x.view(-1, 3, 2, 2),) if Need.FEATURES in needs else (),
                        embedding=x if Need.EMBEDDING in needs else None)
 
-    return Preparation(teacher, nn.Linear(12, 10), batches, extract, torch.device("cpu"), g, tmp_path)
+    return Preparation(teacher, nn.Linear(12, 10), batches, batches, extract, torch.device("cpu"), g, tmp_path)
 
 
 def build(name: str, tmp_path: Path, ctx: LossContext | None = None, **overrides):
@@ -215,7 +215,7 @@ def test_wkd_l_prepare_builds_the_cost_and_caches_it(tmp_path):
     assert calls == []  # loaded from the cache: the teacher did not run
     torch.testing.assert_close(first.cost, fresh.cost)
     assert first.cost.shape == (10, 10) and (first.cost.diagonal() == 1e-8).all() and (first.cost > 0).all()
-    assert len(list(tmp_path.glob("wkd-class-similarity_cka_features_10x500.pt"))) == 1
+    assert len(list(tmp_path.glob("wkd-class-similarity_cka_features_10x500_in-order.pt"))) == 1
 
     other = tmp_path / "other"
     LOSSES.get("wkd-l")(LossContext(STUDENT, TEACHER, 100), **RECIPE["wkd-l"]["params"]).prepare(tiny_preparation(other, calls))
@@ -407,3 +407,9 @@ def test_sinkd_is_the_authors_loss_at_the_recipe_iterations(tmp_path):
     # float32 inside the loss; the other update order differs by 2e-3 here
     assert value.item() == pytest.approx(expected.item(), rel=1e-6)
     torch.testing.assert_close(grad.double(), expected_grad, rtol=1e-4, atol=1e-6)
+
+
+def test_the_class_cost_reads_the_training_set_in_order_not_the_training_stream(tmp_path):
+    prep = tiny_preparation(tmp_path)
+    prep.batches = lambda: pytest.fail("the class cost read the augmented, shuffled training stream")
+    assert collect_class_samples(prep, "features", 10, 5).shape[:2] == (10, 5 * 4)  # 5 images x 2x2 positions
