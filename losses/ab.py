@@ -18,9 +18,7 @@ def boundary_loss(source: Tensor, target: Tensor, margin: float) -> Tensor:
     """The paper's alternative loss (Eq. 5), summed over neurons: a squared hinge on the wrong side.
 
     A neuron the teacher leaves inactive (t <= 0) is pushed below -margin, an active one (t > 0)
-    above +margin. timm stages are post-activation; the teacher's activation pattern is the same
-    before and after a ReLU, and ``source`` is the student stage through a connector, which can
-    take either sign.
+    above +margin; ``source`` is the student stage through a connector, which can take either sign.
     """
     inactive = (target <= 0) & (source > -margin)
     active = (target > 0) & (source <= margin)
@@ -47,14 +45,18 @@ class AB(StudentInitialisation):
     ``stages`` defaults to ``[-3, -2, -1]``, RepDistiller's ``feat[1:-1]``; ``margin`` is the
     paper's mu=1. As RepDistiller's ``Connector``, a stage pair of equal channels and height has no
     connector; otherwise it is ``conv_regressor`` without ReLU (conv -> BN, resolution matched).
+    Each model's stages are read before their final ReLU, as RepDistiller's ``preact=True`` (its
+    ``train_student.py`` sets it for ``abound``), where the model offers that (the CIFAR zoo's
+    ``Need.PREACT_FEATURES``).
 
     Reference implementation: HobbitLong/RepDistiller, distiller_zoo/AB.py (ABLoss), models/util.py
-    (Connector), helper/pretrain.py.
-    Deviations: timm stages are post-activation, RepDistiller feeds pre-activation student and
-    teacher features (``preact=True``); the teacher's sign pattern is unchanged by a ReLU, the
-    student's source is not. Resolutions ConvReg refuses get ``conv_regressor``'s transposed conv.
+    (Connector), helper/pretrain.py, train_student.py.
+    Deviations: a model without pre-activation taps (timm's own models) is read after the activation:
+    the teacher's sign pattern is the same either way, the student's source is not. Resolutions
+    ConvReg refuses get ``conv_regressor``'s transposed conv.
     """
 
+    reads_preact = True
     description = "activation-boundary initialisation stage, then CE (Heo et al. 2019)"
 
     def __init__(self, ctx: LossContext, *, stages: list[int], margin: float, init_epochs: int):

@@ -9,7 +9,7 @@ classifier, are left untouched).
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, ClassVar, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -20,13 +20,22 @@ from registry import ConfigError
 FEATURES = frozenset({Need.FEATURES})
 
 
-def teacher_features(prep: Preparation, images: Tensor) -> tuple[Tensor, ...]:
+def stage_features(prep: Preparation, model: nn.Module, images: Tensor, preact: bool = False) -> tuple[Tensor, ...]:
+    """Every stage's features; with ``preact`` each stage after the stem read before its final ReLU (the
+    CIFAR zoo's pre-activation taps, ``Need.PREACT_FEATURES``), the stem as it is."""
+    if not preact:
+        return prep.extract(model, images, FEATURES).features
+    out = prep.extract(model, images, FEATURES | {Need.PREACT_FEATURES})
+    return out.features[:len(out.features) - len(out.preact_features)] + out.preact_features
+
+
+def teacher_features(prep: Preparation, images: Tensor, preact: bool = False) -> tuple[Tensor, ...]:
     with torch.no_grad():
-        return prep.extract(prep.teacher, images, FEATURES).features
+        return stage_features(prep, prep.teacher, images, preact)
 
 
-def student_features(prep: Preparation, images: Tensor) -> tuple[Tensor, ...]:
-    return prep.extract(prep.student, images, FEATURES).features
+def student_features(prep: Preparation, images: Tensor, preact: bool = False) -> tuple[Tensor, ...]:
+    return stage_features(prep, prep.student, images, preact)
 
 
 def train_stage(prep: Preparation, modules: Sequence[nn.Module], epochs: int,
@@ -67,6 +76,8 @@ class StudentInitialisation(DistillLoss):
     """
 
     needs = frozenset()  # nothing after the stage, which extracts its own features
+    # read each model's stages before their final ReLU where the model offers that (AB, as RepDistiller's preact=True)
+    reads_preact: ClassVar[bool] = False
     connectors: nn.Module
     init_epochs: int
 
@@ -75,8 +86,11 @@ class StudentInitialisation(DistillLoss):
         raise NotImplementedError
 
     def prepare(self, prep: Preparation) -> None:
+        s_preact, t_preact = (self.reads_preact and bool(shapes.preact_features)
+                              for shapes in (self.ctx.student, self.ctx.teacher))
+
         def objective(images: Tensor) -> Tensor:
-            return self.transfer_loss(student_features(prep, images), teacher_features(prep, images))
+            return self.transfer_loss(student_features(prep, images, s_preact), teacher_features(prep, images, t_preact))
 
         train_stage(prep, [prep.student, self.connectors], self.init_epochs, objective)
 

@@ -7,13 +7,14 @@ learned weights are taken from the module under test.
 
 import inspect
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from losses import LOSSES, Batch, ModelShapes, Outputs, Preparation
+from losses import LOSSES, Batch, ModelShapes, Need, Outputs, Preparation
 from registry import ConfigError
 
 STUDENT = ModelShapes(features=((3, 8, 8), (6, 8, 8), (5, 4, 4)), embedding=5, num_classes=4)
@@ -150,6 +151,30 @@ def test_ab_without_connector_compares_the_raw_student_stage(context):
     per_neuron = (src + 1) ** 2 * ((src > -1) & (tgt <= 0)) + (src - 1) ** 2 * ((src <= 1) & (tgt > 0))
     expected = per_neuron.sum() / 4 / 1000 * 3  # distiller_zoo/AB.py, one stage of weight 1
     assert loss.transfer_loss(s.features, t.features).item() == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("preact", [True, False])
+def test_ab_trains_on_pre_activation_stages_where_the_model_offers_them(context, preact):
+    """RepDistiller's ``abound``: ``model(x, is_feat=True, preact=True)``, then ``feat[1:-1]``; a model without
+    pre-activation taps keeps its post-activation stages."""
+    offer = lambda m: replace(m, preact_features=m.features[1:] if preact else ())
+    loss = LOSSES.get("ab")(context(offer(STUDENT), offer(TEACHER)), stages=[-2, -1], margin=1.0, init_epochs=1)
+    stages = {"post": features(STUDENT, 2, 1).features, "pre": features(STUDENT, 2, 2).features[1:]}
+    asked, seen = [], []
+
+    def extract(model, images, needs):
+        asked.append(needs)
+        return Outputs(features=stages["post"], preact_features=stages["pre"] if Need.PREACT_FEATURES in needs else ())
+
+    loss.transfer_loss = lambda s, t: seen.append((s, t)) or torch.zeros((), requires_grad=True)
+    loss.prepare(Preparation(teacher=nn.Identity(), student=nn.Linear(1, 1), in_order=None, extract=extract,
+                             batches=lambda: [(torch.zeros(2, 1), torch.zeros(2, dtype=torch.long), torch.arange(2))],
+                             device=torch.device("cpu"), generator=torch.Generator(), cache_dir=None,
+                             params={"lr": 0.1, "momentum": 0.9, "weight_decay": 0.0}))
+    expected = (stages["post"][0], *stages["pre"]) if preact else stages["post"]
+    assert all(Need.PREACT_FEATURES in needs for needs in asked) == preact
+    for side in seen[0]:
+        assert len(side) == 3 and all(a is b for a, b in zip(side, expected))
 
 
 def prepared_crd(context, labels: list[int], read: int | None = None, **params):
