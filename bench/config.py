@@ -30,6 +30,9 @@ from registry import ConfigError
 
 RECIPES = Path(str(resources.files("bench") / "recipes"))
 STANDARD_PROTOCOL = "standard"
+# each loss trains its authors' schedule: [protocols.authors.losses.<loss>] of the dataset recipe, then the
+# pair's losses.<loss>.train (a loss without either trains the protocol's own settings)
+AUTHORS_PROTOCOL = "authors"
 
 
 def load_toml(path: Path) -> dict[str, Any]:
@@ -121,10 +124,21 @@ class TrainSettings:
         return {"train": self} if self.schedule == "step" else {"train": self, "schedule": self.schedule}
 
 
+def loss_schedule(recipe: Mapping[str, Any], protocol: str, loss: str,
+                  pair_settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The training settings ``loss``'s authors used, under ``--protocol authors`` only: the dataset recipe's
+    ``[protocols.authors.losses.<loss>]`` <- the pair's ``losses.<loss>.train``."""
+    if protocol != AUTHORS_PROTOCOL:
+        return {}
+    per_loss = recipe.get("protocols", {}).get(AUTHORS_PROTOCOL, {}).get("losses", {})
+    return {**per_loss.get(loss, {}), **pair_settings.get(loss, {}).get("train", {})}
+
+
 def resolve_train(recipe: Mapping[str, Any], protocol: str, student: str | None,
-                  overrides: Mapping[str, Any]) -> TrainSettings:
+                  overrides: Mapping[str, Any], schedule: Mapping[str, Any] | None = None) -> TrainSettings:
     """``[train]`` <- ``[protocols.<protocol>]`` <- ``[students.<student>]`` (or ``[teacher]``) <- the
-    protocol's own ``teacher`` table (for the teacher) <- CLI.
+    protocol's own ``teacher`` table (for the teacher) <- the loss's own ``schedule``
+    (:func:`loss_schedule`, for a student) <- CLI.
 
     When the CLI changes ``epochs`` without giving milestones, the recipe's milestones are scaled
     to the new length, so a short run keeps the schedule's shape.
@@ -135,10 +149,10 @@ def resolve_train(recipe: Mapping[str, Any], protocol: str, student: str | None,
                           f"{', '.join([STANDARD_PROTOCOL, *sorted(protocols)])}")
     chosen = dict(protocols.get(protocol, {}))
     protocol_teacher = chosen.pop("teacher", {})
+    chosen.pop("losses", None)
     settings = {**recipe["train"], **chosen}
     settings.update(recipe.get("teacher", {}) if student is None else recipe.get("students", {}).get(student, {}))
-    if student is None:
-        settings.update(protocol_teacher)
+    settings.update(protocol_teacher if student is None else schedule or {})
     given = {k: v for k, v in overrides.items() if v is not None}
     if "epochs" in given and "milestones" not in given:
         scale = given["epochs"] / settings["epochs"]
@@ -225,7 +239,7 @@ def resolve_loss(name: str, recipe: Mapping[str, Any], overrides: Mapping[str, A
     merged: dict[str, Any] = {"weight": 1.0, "ce_weight": 1.0}
     layers = (loss_recipes(), recipe.get("losses", {}), pair_settings or {})
     for layer in (layer.get(entry.name, {}) for layer in layers):
-        merged.update({k: v for k, v in layer.items() if k not in ("params", "source")})
+        merged.update({k: v for k, v in layer.items() if k not in ("params", "source", "train")})
         merged.update(layer.get("params", {}))
     merged.update(overrides)
     accepted = hyperparameters(cls)

@@ -23,8 +23,8 @@ from filelock import Timeout
 from bench import checkpoint
 from bench.cohort import Acceleration, Student, new_student, train_cohort
 from bench.config import (
-    STANDARD_PROTOCOL, RunSpec, dataset_recipe, pair_loss_settings, parse_overrides, resolve_loss,
-    resolve_pair, resolve_train,
+    STANDARD_PROTOCOL, RunSpec, dataset_recipe, loss_schedule, pair_loss_settings, parse_overrides,
+    resolve_loss, resolve_pair, resolve_train,
 )
 from bench.data import DATASETS, DataRequest, LoadedDataset, load_dataset, make_stream
 from bench.data.base import ImageTensors
@@ -102,10 +102,12 @@ def plan_run(request: RunRequest) -> Plan:
     check_writable_directory(request.cache_dir, "--cache-dir")
     overrides = parse_overrides(list(request.overrides), loss_names)
     cli = {"epochs": request.epochs, "batch_size": request.batch_size, "lr": request.lr}
-    settings = resolve_train(recipe, request.protocol, pair.student, cli)
     teacher_settings = resolve_train(recipe, request.protocol, None, cli)
     tuned = pair_loss_settings(pair, request.dataset)
     loss_specs = [resolve_loss(name, recipe, overrides.get(name, {}), tuned) for name in loss_names]
+    settings = {spec.name: resolve_train(recipe, request.protocol, pair.student, cli,
+                                         loss_schedule(recipe, request.protocol, spec.name, tuned))
+                for spec in loss_specs}
     data = load_dataset(request.dataset, DataRequest(request.data_dir, request.download, request.train_split))
     if request.strong_view and not (isinstance(data.train, ImageTensors) and request.loading.path == "resident"):
         raise ConfigError(f"--strong-view needs a dataset held in memory (every one but imagenet) and --data-path "
@@ -116,8 +118,9 @@ def plan_run(request: RunRequest) -> Plan:
     store.report_damage()
     finished = store.finished_ids()
     teacher = plan_teacher(pair, request.dataset, request.train_split, teacher_settings, request.teacher_checkpoint)
-    request.world.per_rank_batch(settings.batch_size)
-    for who, train in (("student", settings), ("teacher", teacher.settings)):
+    for train in settings.values():
+        request.world.per_rank_batch(train.batch_size)
+    for who, train in (*(("student", s) for s in settings.values()), ("teacher", teacher.settings)):
         if train is not None and train.batch_size > len(data.train):
             raise ConfigError(f"{who} batch size {train.batch_size} is larger than the training set of "
                               f"{request.dataset} ({len(data.train)} images), so an epoch would have no step; "
@@ -125,7 +128,8 @@ def plan_run(request: RunRequest) -> Plan:
     specs, skipped = {}, 0
     for seed in request.seeds:
         runs = [RunSpec(request.dataset, request.train_split, pair, teacher.source, spec, seed,
-                        request.protocol, settings, stem, _teacher_seed(request, teacher), request.strong_view)
+                        request.protocol, settings[spec.name], stem, _teacher_seed(request, teacher),
+                        request.strong_view)
                 for spec in loss_specs]
         specs[seed] = [run for run in runs if run.run_id not in finished]
         skipped += len(runs) - len(specs[seed])
@@ -169,13 +173,20 @@ def execute(plan: Plan) -> ResultsStore:
                 if mine:
                     reporter.info(f"seed {seed}: teacher {mine[0].pair.teacher} {teacher.top1:.2f}% top-1; "
                                   f"training {', '.join(r.loss.name for r in mine)}")
-                    for cohort in [[run] for run in mine] if request.sequential else [mine]:
+                    for cohort in [[run] for run in mine] if request.sequential else _cohorts(mine):
                         _train_and_record(cohort, teacher, plan, store, reporter)
             if busy:
                 reporter.info(f"seed {seed}: another process is training {', '.join(r.loss.name for r in busy)}; "
                               f"waiting for it")
             runs = busy
     return store
+
+
+def _cohorts(runs: list[RunSpec]) -> list[list[RunSpec]]:
+    """Runs that can share one data stream: those of one batch size (``--protocol authors`` gives each loss
+    its authors' batch size), in their order."""
+    sizes = dict.fromkeys(run.train.batch_size for run in runs)
+    return [[run for run in runs if run.train.batch_size == size] for size in sizes]
 
 
 @contextmanager

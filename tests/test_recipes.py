@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from bench.config import Pair, dataset_recipe, pair_catalog, pair_loss_settings, resolve_loss
+from bench.config import (
+    Pair, dataset_recipe, loss_schedule, pair_catalog, pair_loss_settings, resolve_loss, resolve_train,
+)
 
 
 def dkd_beta(pair: str, dataset: str = "cifar100", overrides: dict | None = None) -> float:
@@ -39,3 +41,6 @@ def test_every_tuned_setting_names_a_loss_and_its_hyperparameters(name, entry):
     for loss in tuned:
         resolve_loss(loss, dataset_recipe(entry["dataset"]), {}, tuned)  # raises on an unknown loss or key
         assert tuned[loss]["source"]
+        recipe = dataset_recipe(entry["dataset"])
+        for protocol in ("authors",) if "authors" in recipe.get("protocols", {}) else ():
+            resolve_train(recipe, protocol, student, {}, loss_schedule(recipe, protocol, loss, tuned))  # known keys

@@ -41,7 +41,8 @@ def run(
     pair: Annotated[Optional[str], typer.Option(help="Named teacher-student pair (see 'bench pairs list').")] = None,
     teacher: Annotated[Optional[str], typer.Option(help="Teacher timm model name.")] = None,
     student: Annotated[Optional[str], typer.Option(help="Student timm model name.")] = None,
-    protocol: Annotated[str, typer.Option(help="Recipe protocol, e.g. 'standard' or 'fast'.")] = "standard",
+    protocol: Annotated[str, typer.Option(help="Recipe protocol, e.g. 'standard', 'fast', or 'authors' (CIFAR-100: each loss "
+                                                       "trains its authors' schedule for the pair).")] = "standard",
     epochs: Annotated[Optional[int], typer.Option(help="Override the recipe's epochs (milestones scale along).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Override the recipe's batch size.")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Override the recipe's learning rate.")] = None,
