@@ -202,6 +202,7 @@ def visible(outputs: Outputs, needs: frozenset[Need]) -> Outputs:
         features=outputs.features if Need.FEATURES in needs else (),
         embedding=outputs.embedding if Need.EMBEDDING in needs else None,
         preact_features=outputs.preact_features if Need.PREACT_FEATURES in needs else (),
+        feature_map=outputs.feature_map if Need.FEATURE_MAP in needs else None,
         strong=visible(outputs.strong, needs) if Need.STRONG_VIEW in needs and outputs.strong is not None else None,
     )
 

@@ -183,7 +183,8 @@ def random_outputs(shapes: ModelShapes, batch: int, gen: torch.Generator, *, fil
         return x.to(device=device, dtype=dtype).requires_grad_(grad)
 
     return Outputs(tensor(shapes.num_classes), tuple(tensor(*f) for f in shapes.features), tensor(shapes.embedding),
-                   tuple(tensor(*f) for f in shapes.preact_features))
+                   tuple(tensor(*f) for f in shapes.preact_features),
+                   feature_map=tensor(*shapes.feature_map) if shapes.feature_map else None)
 
 
 def make_batch(labels: Tensor, indices: Tensor, seed: int, device: torch.device = CPU) -> Batch:
@@ -202,7 +203,7 @@ def step_inputs(m: Models, step: int, *, fill: float | None = None, dtype: torch
     return student, teacher, make_batch(labels, indices, step, device)
 
 
-EVERY_OUTPUT = frozenset({Need.FEATURES, Need.EMBEDDING})
+EVERY_OUTPUT = frozenset({Need.FEATURES, Need.EMBEDDING, Need.FEATURE_MAP})
 
 
 def every_output(network: Network) -> frozenset[Need]:
@@ -219,7 +220,7 @@ def model_step(m: Models, images: Tensor, labels: Tensor, indices: Tensor) -> tu
 
 def named_tensors(outputs: Outputs, side: str) -> list[tuple[str, Tensor]]:
     items = [("logits", outputs.logits), *((f"features[{i}]", f) for i, f in enumerate(outputs.features)),
-             ("embedding", outputs.embedding),
+             ("embedding", outputs.embedding), ("feature_map", outputs.feature_map),
              *((f"preact_features[{i}]", f) for i, f in enumerate(outputs.preact_features))]
     return [(f"{side}.{name}", t) for name, t in items if t is not None]
 
@@ -493,6 +494,7 @@ def check_state_dict(subj: Subject) -> None:
 
 
 FIELD_NEEDS = {"logits": Need.LOGITS, "features": Need.FEATURES, "embedding": Need.EMBEDDING,
+               "feature_map": Need.FEATURE_MAP,
                "preact_features": Need.PREACT_FEATURES, "strong": Need.STRONG_VIEW, "labels": Need.LABELS,
                "indices": Need.INDICES}
 

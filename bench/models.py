@@ -68,7 +68,7 @@ class Network(nn.Module):
             final, features = self.body.forward_features(x), []
         embedding = self.body.forward_head(final, pre_logits=True) if Need.EMBEDDING in needs else None
         return Outputs(logits=self.body.forward_head(final), features=tuple(features), embedding=embedding,
-                       preact_features=tuple(preact))
+                       preact_features=tuple(preact), feature_map=final if Need.FEATURE_MAP in needs else None)
 
 
 PREACT_MODELS = ("the CIFAR zoo's resnet8..resnet110, resnet8x4, resnet32x4, resnet50_cifar, wrn_*, vgg*_cifar, "
@@ -134,7 +134,7 @@ def probe_shapes(network: Network, info: DatasetInfo, device: torch.device) -> M
     network.eval()
     images = torch.zeros(2, info.in_chans, info.image_size, info.image_size, device=device)
     preact = frozenset({Need.PREACT_FEATURES}) if gives_preact(network.body) else frozenset()
-    out = network.extract(images, frozenset({Need.FEATURES, Need.EMBEDDING}) | preact)
+    out = network.extract(images, frozenset({Need.FEATURES, Need.EMBEDDING, Need.FEATURE_MAP}) | preact)
     network.train(was_training)
     return ModelShapes(
         features=tuple(tuple(f.shape[1:]) for f in out.features),
@@ -142,4 +142,5 @@ def probe_shapes(network: Network, info: DatasetInfo, device: torch.device) -> M
         num_classes=out.logits.shape[1],
         preact_features=tuple(tuple(f.shape[1:]) for f in out.preact_features),
         model=network.name,
+        feature_map=tuple(out.feature_map.shape[1:]),
     )

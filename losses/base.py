@@ -38,6 +38,8 @@ class Need(str, Enum):
     LOGITS = "logits"  # class scores, [B, num_classes]
     FEATURES = "features"  # every stage's feature map, NCHW, from timm's forward_intermediates
     EMBEDDING = "embedding"  # pooled pre-logits features, [B, D] (timm forward_head(pre_logits=True))
+    # the map ``embedding`` is pooled from, NCHW (timm forward_features: after a model's head conv, where it has one)
+    FEATURE_MAP = "feature_map"
     LABELS = "labels"  # ground-truth class of each example
     INDICES = "indices"  # position of each example in the training set (CRD's memory bank)
     # every stage's output before its final ReLU, NCHW, one per stage (the stem excluded): the CIFAR zoo's
@@ -56,7 +58,7 @@ class Need(str, Enum):
             raise ConfigError(f"{exc}; a loss may need: {valid}") from None
 
 
-MODEL_NEEDS = frozenset({Need.LOGITS, Need.FEATURES, Need.EMBEDDING, Need.PREACT_FEATURES})
+MODEL_NEEDS = frozenset({Need.LOGITS, Need.FEATURES, Need.EMBEDDING, Need.PREACT_FEATURES, Need.FEATURE_MAP})
 
 
 @dataclass
@@ -68,6 +70,7 @@ class Outputs:
     embedding: Tensor | None = None
     preact_features: tuple[Tensor, ...] = ()
     strong: "Outputs | None" = None  # the same model's outputs on the strong view (Need.STRONG_VIEW), if the run has one
+    feature_map: Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,7 @@ class ModelShapes:
     num_classes: int
     preact_features: tuple[tuple[int, int, int], ...] = ()  # empty when the model gives none
     model: str = ""  # the model's name, for error messages
+    feature_map: tuple[int, ...] = ()  # (C, H, W) of the map the embedding is pooled from
 
 
 @dataclass(frozen=True)

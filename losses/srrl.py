@@ -10,7 +10,6 @@ from losses.base import Batch, DistillLoss, LossContext, Need, Outputs, Preparat
 from losses.checks import choice, non_negative, positive
 from losses.kd import kd_divergence
 from losses.teacher_head import copy_teacher_classifier, hold_teacher_classifier, teacher_classifier
-from registry import ConfigError
 
 # where the connector sits: on the student's last feature map, pooled afterwards (the authors'), or on
 # the pooled vector as a 1x1 map (SimKD's copy of SRRL)
@@ -19,16 +18,16 @@ LAYOUTS = ("feature_map", "pooled")
 
 @register_loss("srrl")
 class SRRL(DistillLoss):
-    """The student's last feature map, mapped to the teacher's width and average-pooled, matched to the
+    """The student's final feature map, mapped to the teacher's width and average-pooled, matched to the
     teacher's pooled features (feature term) and passed through the teacher's frozen classifier to
     match the teacher's logits (softmax-regression term); both are MSEs over every element.
 
-    The connector is 1x1 conv (no bias) -> BN -> ReLU on the last feature map, its conv drawn from
+    The connector is 1x1 conv (no bias) -> BN -> ReLU on the map the student's embedding is pooled from
+    (``Need.FEATURE_MAP``: the authors' ``fea``, layer4's output before the avgpool), its conv drawn from
     normal(0, sqrt(2 / out_channels)), pooled afterwards (``layout = "feature_map"``: the authors'
     ``transfer_conv`` and ``statm_loss``, whose squared gap of spatial means is the MSE of the pooled
     vectors). ``layout = "pooled"`` is SimKD's copy: the connector on the pooled vector as a 1x1 map,
-    PyTorch's default initialisation. A WRN student's last map is its residual stream before the final
-    BN-ReLU, as everywhere in the harness. The teacher's classifier is copied in ``prepare`` into
+    PyTorch's default initialisation. The teacher's classifier is copied in ``prepare`` into
     buffers this loss owns (in its state dict and checkpoints, outside the optimizer), which needs a
     teacher whose classifier is one linear layer on its pooled features. Defaults follow the
     authors: loss weight 1, CE 1, no KD term (``kd_weight = 0``: ``loss_ce + loss_kd * args.weight``
@@ -39,7 +38,7 @@ class SRRL(DistillLoss):
     Deviations: none. The authors publish ImageNet only; CIFAR runs take their layout and weights.
     """
 
-    needs = frozenset({Need.LOGITS, Need.FEATURES, Need.EMBEDDING})
+    needs = frozenset({Need.LOGITS, Need.FEATURE_MAP, Need.EMBEDDING})
     description = "student features through the teacher's frozen classifier (Yang et al. 2021)"
 
     def __init__(self, ctx: LossContext, *, kd_weight: float, T: float, layout: str = "feature_map"):
@@ -48,9 +47,6 @@ class SRRL(DistillLoss):
         self.T = positive("srrl: T", T)
         self.layout = choice("srrl: layout", layout, LAYOUTS)
         s_dim, t_dim = ctx.student.embedding, ctx.teacher.embedding
-        if self.layout == "feature_map" and ctx.student.features[-1][0] != s_dim:
-            raise ConfigError(f"srrl: the student '{ctx.student.model or 'model'}' pools {s_dim} features but its "
-                              f"last stage has {ctx.student.features[-1][0]} channels; use layout = \"pooled\"")
         self.connector = nn.Sequential(nn.Conv2d(s_dim, t_dim, 1, bias=False), nn.BatchNorm2d(t_dim), nn.ReLU())
         if self.layout == "feature_map":
             nn.init.normal_(self.connector[0].weight, 0.0, math.sqrt(2.0 / t_dim))
@@ -63,7 +59,7 @@ class SRRL(DistillLoss):
         """The student's features through the connector, pooled: [B, teacher width]."""
         if self.layout == "pooled":
             return self.connector(student.embedding[:, :, None, None]).flatten(1)
-        return self.connector(student.features[-1]).mean(dim=(2, 3))
+        return self.connector(student.feature_map).mean(dim=(2, 3))
 
     def forward(self, student: Outputs, teacher: Outputs, batch: Batch) -> dict[str, Tensor]:
         mapped = self.mapped(student)

@@ -75,6 +75,7 @@ class World:
             features=tuple(_gather(f) for f in outputs.features),
             embedding=None if outputs.embedding is None else _gather(outputs.embedding),
             preact_features=tuple(_gather(f) for f in outputs.preact_features),
+            feature_map=None if outputs.feature_map is None else _gather(outputs.feature_map),
             strong=None if outputs.strong is None else self.gather_outputs(outputs.strong),
         )
 

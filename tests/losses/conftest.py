@@ -53,6 +53,7 @@ def outputs():
             logits=tensor(batch, shapes.num_classes),
             features=tuple(tensor(batch, *s) for s in shapes.features),
             embedding=tensor(batch, shapes.embedding),
+            feature_map=tensor(batch, *shapes.feature_map) if shapes.feature_map else None,
         )
 
     return make

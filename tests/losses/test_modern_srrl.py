@@ -10,11 +10,12 @@ import torch
 from torch import nn
 
 from bench.config import dataset_recipe, resolve_loss
-from losses import LOSSES, ModelShapes
+from losses import LOSSES, ModelShapes, Need
 from registry import ConfigError
 
-STUDENT = ModelShapes(features=((3, 4, 4), (5, 2, 2)), embedding=5, num_classes=6)
-TEACHER = ModelShapes(features=((3, 4, 4), (8, 2, 2)), embedding=8, num_classes=6)
+# the student's last stage (4 channels) is not the map it pools (5 channels, after a head conv)
+STUDENT = ModelShapes(features=((3, 4, 4), (4, 2, 2)), embedding=5, num_classes=6, feature_map=(5, 2, 2))
+TEACHER = ModelShapes(features=((3, 4, 4), (8, 2, 2)), embedding=8, num_classes=6, feature_map=(8, 2, 2))
 
 
 def preparation(head: nn.Module):
@@ -69,11 +70,11 @@ def test_the_teachers_classifier_is_copied_frozen_and_outside_the_optimizer(cont
 
 
 def test_the_connector_maps_the_feature_map_and_pools_afterwards(context, outputs, batch):
-    """The authors' order: connector on the last map, then the pool (pooling first gives other values)."""
+    """The authors' order: connector on the map the embedding is pooled from (their ``fea``), then the pool."""
     loss, head = built(context)
     s, t, b = outputs(STUDENT, 4, seed=1), outputs(TEACHER, 4, seed=2), batch(4, num_classes=6, num_train=8)
     terms = loss(s, t, b)
-    stat, regression = authors_terms(loss, head, np64(s.features[-1]), np64(t.embedding), np64(t.logits))
+    stat, regression = authors_terms(loss, head, np64(s.feature_map), np64(t.embedding), np64(t.logits))
     assert set(terms) == {"feature", "regression"}  # no KD term: the authors train CE + weight * SRRL
     assert terms["feature"].item() == pytest.approx(stat, rel=1e-5)
     assert terms["regression"].item() == pytest.approx(regression, rel=1e-5)
@@ -106,3 +107,17 @@ def test_a_teacher_without_a_linear_head_is_a_config_error(context):
 def test_an_unknown_layout_names_the_choices(context):
     with pytest.raises(ConfigError, match=r"layout must be one of \['feature_map', 'pooled'\]"):
         LOSSES.get("srrl")(context(STUDENT, TEACHER, 8), kd_weight=0.0, T=4.0, layout="after")
+
+
+@pytest.mark.parametrize("model", ["resnet8", "wrn_16_2", "mobilenetv2_cifar", "test_efficientnet"])
+def test_the_feature_map_is_the_map_the_embedding_pools(model):
+    """SRRL's connector input: the authors' ``fea`` (before the avgpool), also after a head conv or a final BN-ReLU
+    (MobileNetV2, WRN, timm's EfficientNet), where the last stage is another map."""
+    from bench.data.synthetic import INFO
+    from bench.models import create_network, probe_shapes
+
+    network = create_network(model, INFO)[0].eval()
+    shapes = probe_shapes(network, INFO, torch.device("cpu"))
+    out = network.extract(torch.rand(2, 3, 16, 16), frozenset({Need.FEATURE_MAP, Need.EMBEDDING}))
+    assert shapes.feature_map == tuple(out.feature_map.shape[1:]) and shapes.feature_map[0] == shapes.embedding
+    torch.testing.assert_close(out.feature_map.mean(dim=(2, 3)), out.embedding)
