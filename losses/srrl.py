@@ -11,7 +11,7 @@ from losses.checks import choice, non_negative, positive
 from losses.kd import kd_divergence
 from losses.teacher_head import copy_teacher_classifier, hold_teacher_classifier, teacher_classifier
 
-# where the connector sits: on the student's last feature map, pooled afterwards (the authors'), or on
+# where the connector sits: on the map the student's embedding is pooled from, pooled afterwards (the authors'), or on
 # the pooled vector as a 1x1 map (SimKD's copy of SRRL)
 LAYOUTS = ("feature_map", "pooled")
 
