@@ -14,15 +14,17 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from bench.report.display import cells, comparison_notes
+from bench.report.display import cells, comparison_notes, correction_of
+from bench.report.stats import CORRECTIONS
 
 IN_TITLE = ["pair", "setting", "teacher (%)"]
 SHORT = {"best top-1 (%)": "best", "last top-1 (%)": "last", "top-5 (%)": "top-5", "loss ms/step": "ms/step",
          "published (%)": "paper", "Δ published (last)": "Δ paper", "seeds": "n", "ranks by seed": "seed ranks"}
-ABBREVIATED = {"seeds for Δ 0.5": "seeds Δ0.5", "(unadjusted)": "(unadj.)"}  # inside headers named per baseline
+# inside headers named per baseline; the footer names the correction the marks use
+ABBREVIATED = {"seeds for Δ 0.5": "seeds Δ0.5", " (unadjusted)": " (unadj.)", " (holm)": "", " (bh)": ""}
 # columns left out where a table is too wide, by header prefix, earliest first
 DROPPED_FIRST = ("top-5 (%)", "loss ms/step", "s/epoch", "Δ published (last)", "published (%)", "seeds for Δ 0.5",
-                 "95% CI", "last top-1 (%)")
+                 "95% CI", "ranks by seed", "last top-1 (%)")
 
 
 def leaderboard_tables(dataset: str, shown: pd.DataFrame, caption: str, console: Console) -> Group:
@@ -45,7 +47,9 @@ def leaderboard_tables(dataset: str, shown: pd.DataFrame, caption: str, console:
             parts.append(Text(f"not shown at {console.width} columns: {', '.join(left_out)} (see leaderboard.md)",
                               style="dim"))
         parts.append(Text(notes[group], style="dim"))
-    footer = f"n: finished seeds (+ diverged, excluded). top-1 / top-5 in %. {caption.replace('`', '')}"
+    correction = CORRECTIONS[correction_of(shown)][1]
+    footer = (f"n: finished seeds (+ diverged, excluded). top-1 / top-5 in %. vs: paired t-test, p corrected ({correction}) "
+              f"over every loss of the comparison. {caption.replace('`', '')}")
     return Group(*parts, Text(footer, style="dim"))
 
 

@@ -129,7 +129,7 @@ def _study_size(rows: pd.DataFrame, baseline: str) -> str:
     needed = _needed(*study_size(pooled, seeds, ALPHA / family))
     return (f"{seeds} seeds. Paired SD of Δ best top-1 to {baseline}: {pooled:.2f} points (pooled over {len(spread)} "
             f"losses) → {needed} seeds would resolve Δ = {EFFECT} points with {POWER:.0%} power at "
-            f"α / {family} = {ALPHA / family:.2g}, the level the smallest of {family} corrected p-values must reach "
+            f"α / {family} = {ALPHA / family:.3g}, the level the smallest of {family} corrected p-values must reach "
             f"(in brackets: from both ends of the SD's 95% interval over {seeds} seeds).")
 
 

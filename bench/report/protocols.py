@@ -66,11 +66,11 @@ def protocol_comparisons(dataset: str, runs: pd.DataFrame, first: str, second: s
 
 
 def resampled_comparisons(dataset: str, runs: pd.DataFrame) -> list[ProtocolComparison]:
-    """Each two protocols of a pair whose rankings can be compared with an interval (enough shared
-    losses): what the report draws."""
+    """Each two protocols of a pair whose rankings can be compared (≥ 3 shared losses) with each one's
+    agreement with itself beside it (≥ 2 seeds under each): what the report draws."""
     protocols = sorted(runs["protocol"].unique())
     found = [c for first, second in combinations(protocols, 2) for c in protocol_comparisons(dataset, runs, first, second)]
-    return [c for c in found if c.agreement is not None and not math.isnan(c.agreement.low)]
+    return [c for c in found if c.agreement is not None and min(c.agreement.seeds) >= 2]
 
 
 SETTINGS = ["loss", "weight", "ce_weight", "hparams"]  # what a recipe is, apart from the protocol's budget
