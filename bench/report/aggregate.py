@@ -16,7 +16,7 @@ from bench.report.stats import EPOCHS, paired_table, seed_ranks
 BASELINES = ("vanilla", "kd")
 
 HEAD = ["dataset", "pair", "protocol", "epochs", "teachers", "rank", "seed_ranks", "loss", "n_seeds", "n_diverged",
-        "best_top1_mean", "best_top1_std", "last_top1_mean", "last_top1_std", "best_top5_mean"]
+        "n_collapsed", "best_top1_mean", "best_top1_std", "last_top1_mean", "last_top1_std", "best_top5_mean"]
 TAIL = ["teacher_top1", "teacher_top1_by_seed", "s_per_epoch", "loss_ms", "teacher", "student", "strong_view", "stem", "batch_size", "lr",
         "recipe_hash"]
 STUDY = {"sd": "paired_sd", "seeds_needed": "seeds_needed", "seeds_needed_low": "seeds_needed_low",
@@ -54,6 +54,7 @@ def leaderboard(runs: pd.DataFrame, losses: list[str] | None = None,
         teacher=("teacher", "first"),
         student=("student", "first"),
         n_diverged=("diverged", "sum"),
+        n_collapsed=("collapsed", "sum"),
         teacher_top1=("teacher_top1", "mean"),
     )
     means = finished.groupby(RECIPE, dropna=False).agg(

@@ -93,8 +93,9 @@ def write_dataset_report(
     texts = {csv: table.to_csv(index=False, float_format="%.4f"),
              markdown: leaderboard_markdown(dataset, shown, about, notes)}
     with tempfile.TemporaryDirectory(dir=directory, prefix=".plots.") as staging:  # every file made before any is written
-        staged = write_plots(Path(staging), shown, runs, across_pairs, protocols)
-        texts[page] = report_html(dataset, shown, about, notes, [f for f in staged if f.suffix == ".png"])
+        staged, captions = write_plots(Path(staging), shown, runs, across_pairs, protocols)
+        pictures = {f: captions[f.stem] for f in staged if f.suffix == ".png"}
+        texts[page] = report_html(dataset, shown, about, notes, pictures)
         figures = [directory / "plots" / f.name for f in staged]
         (directory / "plots").mkdir(exist_ok=True)
         for made, figure in zip(staged, figures):

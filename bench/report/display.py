@@ -137,6 +137,39 @@ def _needed(needed: float, low: float, high: float) -> str:
     return MISSING if pd.isna(needed) else f"{int(needed)} [{int(low)}–{int(high)}]"
 
 
+def summary_lines(shown: pd.DataFrame) -> list[str]:
+    """Per comparison, in words: the best loss and its cost, the differences that are real after the
+    correction, and what collapsed or diverged (named, never averaged in)."""
+    correction = CORRECTIONS[correction_of(shown)][1].split(",")[0]
+    lines = []
+    for _, rows in shown.groupby("group", sort=False):
+        first, usable = rows.iloc[0], rows[rows["n_seeds"].gt(0) & rows["n_collapsed"].lt(rows["n_seeds"])]
+        parts = [f"{first['pair']} ({first['setting']}):"]
+        if not usable.empty:
+            top = usable.sort_values("rank", kind="stable").iloc[0]
+            parts.append(f"best {top['label']} at {top['best_top1_mean']:.2f}% ({int(top['n_seeds'])} seeds, "
+                         f"{number(top['s_per_epoch'])} s/epoch).")
+        for baseline in baselines(rows):
+            tested = rows[f"family_{baseline}"].max()
+            if pd.isna(tested) or not tested:
+                parts.append(f"No test against {baseline} (nothing paired by seed and teacher).")
+                continue
+            real = {mark: rows.loc[rows[f"vs_{baseline}"] == verdict, "label"].to_list()
+                    for verdict, mark in ((BETTER, "better"), (WORSE, "worse"))}
+            found = "; ".join(f"{mark}: {', '.join(labels)}" for mark, labels in real.items() if labels)
+            base_cost = rows.loc[rows["loss"] == baseline, "s_per_epoch"]
+            cost = f" ({baseline}: {number(base_cost.iloc[0])} s/epoch)" if len(base_cost) else ""
+            parts.append(f"Against {baseline}{cost}, after {correction} over {int(tested)} losses at α = {ALPHA}: "
+                         + (found if found else "no difference is significant") + ".")
+        gone = rows[rows["n_seeds"].eq(0) | rows["n_collapsed"].gt(0)]
+        if not gone.empty:
+            parts.append("Collapsed or diverged: " + ", ".join(
+                f"{label} ({int(c)} collapsed, {int(d)} diverged)"
+                for label, c, d in zip(gone["label"], gone["n_collapsed"], gone["n_diverged"])) + ".")
+        lines.append(" ".join(parts))
+    return lines
+
+
 def comparison_lines(shown: pd.DataFrame) -> list[str]:
     """``comparison_notes`` with each comparison named, for pages that show all comparisons in one table."""
     firsts = shown.drop_duplicates("group").set_index("group")

@@ -41,7 +41,8 @@ def load_runs(path: Path) -> pd.DataFrame:
     missing = [column for column in USED_COLUMNS if column not in runs.columns]
     if missing:
         raise ConfigError(f"{path} lacks the column(s) {', '.join(missing)}; it is not a runs.csv of bench run")
-    for column in ("diverged", "strong_view"):  # a file from before the strong view has no such column: one view
+    # a file from before the strong view has no such column (one view); from before collapse detection, none collapsed
+    for column in ("diverged", "strong_view", "collapsed"):
         runs[column] = flag(runs, column)
     runs = runs.sort_values("finished_at", kind="stable").drop_duplicates("run_id", keep="last")
     return with_teachers(runs.reset_index(drop=True))
