@@ -147,12 +147,14 @@ def summary_lines(shown: pd.DataFrame) -> list[str]:
         parts = [f"{first['pair']} ({first['setting']}):"]
         if not usable.empty:
             top = usable.sort_values("rank", kind="stable").iloc[0]
-            parts.append(f"best {top['label']} at {top['best_top1_mean']:.2f}% ({int(top['n_seeds'])} seeds, "
+            seeds = int(top["n_seeds"])
+            parts.append(f"best {top['label']} at {top['best_top1_mean']:.2f}% ({seeds} seed{'s' * (seeds != 1)}, "
                          f"{number(top['s_per_epoch'])} s/epoch).")
         for baseline in baselines(rows):
             tested = rows[f"family_{baseline}"].max()
             if pd.isna(tested) or not tested:
-                parts.append(f"No test against {baseline} (nothing paired by seed and teacher).")
+                parts.append(f"No test against {baseline}: no loss has two seeds paired with it (same seed and "
+                             "teacher) that differ.")
                 continue
             real = {mark: rows.loc[rows[f"vs_{baseline}"] == verdict, "label"].to_list()
                     for verdict, mark in ((BETTER, "better"), (WORSE, "worse"))}

@@ -16,7 +16,7 @@ import torch
 from bench.cli import main
 from bench.report import build_report, stats
 from bench.report.aggregate import leaderboard
-from bench.report.display import cells, labelled
+from bench.report.display import cells, labelled, summary_lines
 from bench.report.protocols import protocol_comparisons
 from bench.report.runs import load_runs
 from bench.teacher import weights_fingerprint
@@ -54,6 +54,8 @@ def test_a_display_filter_does_not_change_a_mark(gain_rows, write_runs):
     assert shown.loc["l0", "p_holm_vanilla"] == pytest.approx(full.loc["l0", "p_holm_vanilla"])
     assert shown.loc["l0", "family_vanilla"] == 8
     assert shown.loc["l0", "rank"] == full.loc["l0", "rank"]  # ranked among the comparison's losses too
+    [line] = summary_lines(labelled(shown.reset_index()))
+    assert "after Holm over 8 losses at α = 0.05: no difference is significant." in line
 
 
 def test_benjamini_hochberg_on_request_with_raw_p_beside_it(gain_rows, write_runs):
