@@ -109,6 +109,8 @@ def forest(rows: pd.DataFrame, title: str) -> Figure:
         colour = [VERDICT_COLOURS.get(v, "0.85") for v in kept[f"vs_{baseline}"]]
         shown_low, shown_high = np.clip(low, *limits), np.clip(high, *limits)
         ax.hlines(y, shown_low, shown_high, color=colour, linewidth=2)
+        for cut, edge, marker in ((low < limits[0], limits[0], "<"), (high > limits[1], limits[1], ">")):
+            ax.scatter(np.full(cut.sum(), edge), y[cut], marker=marker, color="0.3", s=22, zorder=4, clip_on=False)
         ax.scatter(np.clip(delta, *limits), y, color=colour, zorder=3, s=18)
         for yi, value, off in zip(y, delta, (delta < limits[0]) | (delta > limits[1])):
             if off:
