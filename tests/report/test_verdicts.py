@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from bench.cli import main
-from bench.report import build_report, stats
+from bench.report import stats
 from bench.report.aggregate import leaderboard
 from bench.report.display import cells, labelled, summary_lines
 from bench.report.protocols import protocol_comparisons
