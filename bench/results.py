@@ -34,17 +34,18 @@ COLUMNS = [
     "run_id", "recipe_hash", "dataset", "pair", "teacher", "student", "loss", "provider", "provider_version",
     "seed", "teacher_seed", "protocol", "strong_view", "stem", "epochs", "batch_size", "lr", "weight", "ce_weight", "hparams",
     "best_top1", "best_top5", "best_epoch", "last_top1", "last_top5", "teacher_top1", "teacher_top5",
-    "diverged", "curve", "wall_s", "s_per_epoch", "loss_ms", "device", "torch_version", "timm_version",
+    "teacher_fingerprint", "diverged", "curve", "wall_s", "s_per_epoch", "loss_ms", "device", "torch_version", "timm_version",
     "numpy_version", "pot_version", "python_version", "distillbench_version", "finished_at", "command",
 ]
 # Empty in the rows of a file written before the column existed (and kept empty when rewritten).
-ADDED_LATER = {"teacher_seed", "strong_view", "numpy_version", "pot_version", "python_version"}
+ADDED_LATER = {"teacher_seed", "strong_view", "numpy_version", "pot_version", "python_version", "teacher_fingerprint"}
 SCORES = {"best_top1", "best_top5", "best_epoch", "last_top1", "last_top5", "loss_ms"}  # none: diverged, no loss term
 NO_VALUE_ALLOWED = SCORES | ADDED_LATER
 NUMBERS = {"seed", "teacher_seed", "epochs", "batch_size", "lr", "weight", "ce_weight", "teacher_top1", "teacher_top5",
            "wall_s", "s_per_epoch", *SCORES}
 JSON_VALUES = {"hparams", "curve"}
 TEXT = {"run_id", "recipe_hash", "dataset", "pair", "teacher", "student", "loss", "provider", "provider_version",
+        "teacher_fingerprint",
         "protocol", "stem", "hparams", "curve", "device", "torch_version", "timm_version", "numpy_version",
         "pot_version", "python_version", "distillbench_version", "finished_at", "command"}
 

@@ -314,7 +314,7 @@ def result_row(run: RunSpec, student: Student, teacher: Teacher, plan: Plan, com
         "best_top1": round(best_top1, 2), "best_top5": round(best_top5, 2), "best_epoch": best_epoch,
         "last_top1": round(curve[-1], 2), "last_top5": round(student.history[-1]["top5"], 2),
         "teacher_top1": round(teacher.top1, 2), "teacher_top5": round(teacher.top5, 2),
-        "diverged": student.diverged, "curve": _json([round(c, 2) for c in curve]),
+        "teacher_fingerprint": teacher.fingerprint, "diverged": student.diverged, "curve": _json([round(c, 2) for c in curve]),
         "wall_s": round(sum(h["wall_s"] for h in student.history), 1),
         "s_per_epoch": round(sum(h["step_s"] for h in student.history) / len(curve), 2),
         "loss_ms": round(sum(loss_ms) / len(loss_ms), 3) if loss_ms else None,

@@ -8,7 +8,7 @@ every seed-matched comparison reuses the same teacher. Training it is resumable 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -55,9 +55,26 @@ def plan_teacher(pair: Pair, dataset: str, train_split: str | None, settings: Tr
 
 @dataclass
 class Teacher:
+    """A teacher ready to distil from; ``fingerprint`` names its weights, so runs are paired only with
+    runs that saw the same teacher (the same name and accuracy can hide different weights)."""
+
     network: Network
     top1: float
     top5: float
+    fingerprint: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.fingerprint = weights_fingerprint(self.network)
+
+
+def weights_fingerprint(network: torch.nn.Module) -> str:
+    """SHA-256 (first 16 hex digits) over the state dict's names, dtypes, shapes and bytes, in order."""
+    digest = hashlib.sha256()
+    for name, tensor in network.state_dict().items():
+        value = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{value.dtype}:{tuple(value.shape)}".encode())
+        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def load_body_weights(network: Network, state: dict) -> None:

@@ -24,6 +24,9 @@ def test_every_seed_shares_the_teacher_of_the_teacher_seed(tmp_path, teacher_cac
     # seed 1 trains with the same teacher either way; seed 0 gets seed 1's teacher only when shared
     assert shared_runs["teacher_top1"].nunique() == 1
     assert shared_runs["teacher_top1"].iloc[0] == own_runs["teacher_top1"].iloc[1]
+    # the row names the teacher's weights: one fingerprint when shared, one per seed's own teacher otherwise
+    assert shared_runs["teacher_fingerprint"].nunique() == 1 and own_runs["teacher_fingerprint"].nunique() == 2
+    assert shared_runs["teacher_fingerprint"].iloc[0] == own_runs["teacher_fingerprint"].iloc[1]
     assert set(shared_runs["run_id"]).isdisjoint(own_runs["run_id"])
     config = json.loads((tmp_path / "shared" / "results" / "synthetic" / "configs"
                          / f"{shared_runs['run_id'].iloc[0]}.json").read_text())

@@ -23,6 +23,9 @@ def report(
     losses: Annotated[Optional[str], typer.Option(help="Only these losses (comma-separated).")] = None,
     baseline: Annotated[Optional[str], typer.Option(
         help="Test every loss against these, paired by seed (comma-separated; default vanilla,kd).")] = None,
+    correction: Annotated[str, typer.Option(
+        help="How the marks' p-values are corrected over each comparison's losses: holm (family-wise error "
+             "rate) or bh (Benjamini-Hochberg, false discovery rate).")] = "holm",
     compare: Annotated[Optional[str], typer.Option(
         metavar="A,B", help="Print loss A against loss B seed by seed, with CI and p-values; writes nothing.")] = None,
     compare_protocols: Annotated[Optional[str], typer.Option(
@@ -43,6 +46,6 @@ def report(
             console().print(part)
         return
     written = build_report(results_dir, datasets=names(dataset), pairs=names(pair), losses=names(losses),
-                           console=console(), baselines=None if baseline is None else tuple(names(baseline)))
+                           console=console(), baselines=None if baseline is None else tuple(names(baseline)), correction=correction)
     for page in (path for path in written if path.name == "report.html"):
         typer.echo(f"report: {page}")

@@ -11,41 +11,50 @@ from __future__ import annotations
 import pandas as pd
 
 from bench.report.keys import COMPARISON, RECIPE
-from bench.report.stats import EPOCHS, paired_table, rank_intervals
+from bench.report.stats import EPOCHS, paired_table, seed_ranks
 
 BASELINES = ("vanilla", "kd")
 
-# paired_table's columns as they land in the leaderboard: f"{name}_{baseline}" (+ "_last" for the last epoch)
-PAIRED = {"delta": "delta", "ci_low": "ci_low", "ci_high": "ci_high", "p_t_holm": "p",
-          "p_wilcoxon_holm": "p_wilcoxon", "verdict": "vs"}
-
-HEAD = ["dataset", "pair", "protocol", "epochs", "rank", "rank_low", "rank_high", "loss", "n_seeds", "n_diverged",
-        "best_top1_mean", "best_top1_std", "last_top1_mean", "last_top1_std", "best_top5_mean"]
-TAIL = ["paired_sd", "seeds_needed", "teacher_top1", "s_per_epoch", "loss_ms",
-        "teacher", "student", "strong_view", "stem", "batch_size", "lr", "recipe_hash"]
+HEAD = ["dataset", "pair", "protocol", "epochs", "teachers", "rank", "seed_ranks", "loss", "n_seeds", "n_diverged",
+        "n_collapsed", "best_top1_mean", "best_top1_std", "last_top1_mean", "last_top1_std", "best_top5_mean"]
+TAIL = ["teacher_top1", "teacher_top1_by_seed", "s_per_epoch", "loss_ms", "teacher", "student", "strong_view", "stem", "batch_size", "lr",
+        "recipe_hash"]
+STUDY = {"sd": "paired_sd", "seeds_needed": "seeds_needed", "seeds_needed_low": "seeds_needed_low",
+         "seeds_needed_high": "seeds_needed_high"}
 
 
-def paired_columns(baselines: tuple[str, ...]) -> list[str]:
+def paired_names(correction: str) -> dict[str, str]:
+    """paired_table's columns -> their leaderboard names, f"{name}_{baseline}" (+ "_last" for the last epoch)."""
+    return {"delta": "delta", "ci_low": "ci_low", "ci_high": "ci_high", "p_t": "p_raw", "p_t_adjusted": f"p_{correction}",
+            "p_wilcoxon": "p_wilcoxon_raw", "p_wilcoxon_adjusted": f"p_wilcoxon_{correction}", "family": "family",
+            "verdict": "vs"}
+
+
+def paired_columns(baselines: tuple[str, ...], correction: str = "holm") -> list[str]:
     """The leaderboard's paired columns, baseline by baseline: best epoch, then last."""
     suffixes = ["" if epoch == "best" else f"_{epoch}" for epoch in EPOCHS]
-    return [f"{name}_{baseline}{suffix}" for baseline in baselines for suffix in suffixes for name in PAIRED.values()]
+    names = paired_names(correction).values()
+    return [f"{name}_{baseline}{suffix}" for baseline in baselines for suffix in suffixes for name in names]
 
 
 def leaderboard(runs: pd.DataFrame, losses: list[str] | None = None,
-                baselines: tuple[str, ...] = BASELINES) -> pd.DataFrame:
-    """Per recipe: seeds, mean/std of best and last top-1, rank and its interval, paired Δ and verdicts, cost.
+                baselines: tuple[str, ...] = BASELINES, correction: str = "holm") -> pd.DataFrame:
+    """Per recipe: seeds, mean/std of best and last top-1, rank and per-seed ranks, paired Δ and verdicts, cost.
 
     ``n_seeds`` counts the runs that finished; diverged runs are counted in ``n_diverged`` and kept
     out of every mean and test. The std is the sample std (ddof=1), so a single seed has none (NaN),
-    never 0. ``losses`` picks the rows shown; the baselines' runs still feed the Δ columns.
-    ``paired_sd`` / ``seeds_needed``: the per-seed spread of Δ best top-1 to the first baseline, and
-    the seeds it would take to resolve a Δ of 0.5 points.
+    never 0. ``losses`` picks the rows shown; every loss of a comparison still feeds its tests and
+    corrections, so a filter never changes a verdict. ``paired_sd_<b>`` / ``seeds_needed_<b>`` (low,
+    high): the per-seed spread of Δ best top-1 to the first baseline ``b``, and the seeds it would
+    take to resolve a Δ of 0.5 points at the corrected verdicts' level (from the SD and its interval).
+    Wilcoxon columns are left out where no comparison had the seeds for one.
     """
     finished = runs[~runs["diverged"]]
     table = runs.groupby(RECIPE, dropna=False).agg(
         teacher=("teacher", "first"),
         student=("student", "first"),
         n_diverged=("diverged", "sum"),
+        n_collapsed=("collapsed", "sum"),
         teacher_top1=("teacher_top1", "mean"),
     )
     means = finished.groupby(RECIPE, dropna=False).agg(
@@ -58,27 +67,40 @@ def leaderboard(runs: pd.DataFrame, losses: list[str] | None = None,
         s_per_epoch=("s_per_epoch", "mean"),
         loss_ms=("loss_ms", "mean"),
     )
-    table = table.join(means).reset_index()
+    table = table.join(means).join(_teachers_by_seed(runs)).reset_index()
     table["n_seeds"] = table["n_seeds"].fillna(0).astype(int)
-    if losses:
-        table = table[table["loss"].isin(losses)].copy()
+    table["seed_ranks"] = seed_ranks(finished, table)
     ranks = table.groupby(COMPARISON, dropna=False)["best_top1_mean"].rank(ascending=False, method="min")
-    table["rank"] = ranks.astype("Int64")
+    table["rank"] = ranks.astype("Int64")  # ranked among every loss of the comparison, like the tests
+    if losses:
+        table = table[table["loss"].isin(losses)]
     order = [*COMPARISON, "rank", "loss", "recipe_hash"]
     table = table.sort_values(order, na_position="last", kind="stable").reset_index(drop=True)
-    table = table.join(rank_intervals(finished, table))
-    table = table.merge(_paired_wide(paired_table(finished, baselines, losses), baselines), on=RECIPE, how="left")
-    return table[[*HEAD, *paired_columns(baselines), *TAIL]]
+    paired = paired_table(finished, baselines, correction)
+    table = table.merge(_paired_wide(paired, baselines, correction), on=RECIPE, how="left")
+    study = [f"{name}_{baselines[0]}" for name in STUDY.values()]
+    columns = [c for c in paired_columns(baselines, correction) if not (c.startswith("p_wilcoxon") and table[c].isna().all())]
+    return table[[*HEAD, *columns, *study, *TAIL]]
 
 
-def _paired_wide(paired: pd.DataFrame, baselines: tuple[str, ...]) -> pd.DataFrame:
+def _teachers_by_seed(runs: pd.DataFrame) -> pd.Series:
+    """Per recipe, its distinct teachers' top-1 in seed order ("81.75 / 81.36 / 72.45"): where each seed
+    trained its own teacher, no one teacher had the mean."""
+    ordered = runs.sort_values("seed").drop_duplicates([*RECIPE, "teacher_id"])
+    texts = ordered.groupby(RECIPE, dropna=False)["teacher_top1"].agg(lambda top1: " / ".join(f"{v:.2f}" for v in top1))
+    return texts.rename("teacher_top1_by_seed")
+
+
+def _paired_wide(paired: pd.DataFrame, baselines: tuple[str, ...], correction: str) -> pd.DataFrame:
     """paired_table's long rows as the leaderboard's columns, one row per recipe."""
+    names = paired_names(correction)
     parts = [pd.DataFrame(columns=RECIPE).set_index(RECIPE)]
     for (baseline, epoch), rows in paired.groupby(["baseline", "epoch"], sort=False):
         suffix = "" if epoch == "best" else f"_{epoch}"
-        part = rows.set_index(RECIPE)[list(PAIRED)]
-        parts.append(part.rename(columns=lambda name: f"{PAIRED[name]}_{baseline}{suffix}"))
+        part = rows.set_index(RECIPE)[list(names)]
+        parts.append(part.rename(columns=lambda name: f"{names[name]}_{baseline}{suffix}"))
     first = paired[(paired["baseline"] == baselines[0]) & (paired["epoch"] == "best")].set_index(RECIPE)
-    parts.append(first[["sd", "seeds_needed"]].rename(columns={"sd": "paired_sd"}))
+    parts.append(first[list(STUDY)].rename(columns=lambda name: f"{STUDY[name]}_{baselines[0]}"))
     wide = pd.concat(parts, axis=1)
-    return wide.reindex(columns=[*paired_columns(baselines), "paired_sd", "seeds_needed"]).reset_index()
+    study = [f"{name}_{baselines[0]}" for name in STUDY.values()]
+    return wide.reindex(columns=[*paired_columns(baselines, correction), *study]).reset_index()

@@ -15,7 +15,7 @@ from rich.console import Console
 
 from bench.report.aggregate import BASELINES, leaderboard
 from bench.report.console import leaderboard_tables
-from bench.report.display import NOTES, caption, friedman_note, labelled, protocol_note
+from bench.report.display import caption, column_notes, friedman_note, labelled, protocol_note
 from bench.report.html import report_html
 from bench.report.keys import RECIPE
 from bench.report.markdown import leaderboard_markdown
@@ -23,7 +23,7 @@ from bench.report.plots import write_plots
 from bench.report.protocols import resampled_comparisons
 from bench.report.reference import published
 from bench.report.runs import select_runs
-from bench.report.stats import friedman_over_pairs
+from bench.report.stats import CORRECTIONS, friedman_over_pairs
 from bench.results import atomic_write_text
 from registry import ConfigError
 
@@ -35,14 +35,17 @@ def build_report(
     losses: list[str] | None = None,
     console: Console | bool | None = None,
     baselines: tuple[str, ...] | None = None,
+    correction: str = "holm",
 ) -> list[Path]:
     """Write the report of every selected dataset and return the files written.
 
     ``console``: where the leaderboard table is printed (None: stdout, False: nowhere).
     ``baselines``: the losses every other loss is tested against, paired by seed; when given, each must
     have runs (the default, vanilla and kd, is used where present).
+    ``correction``: how the marks' p-values are corrected over each comparison's losses (``CORRECTIONS``).
     """
     results_dir = Path(results_dir)
+    check_correction(correction)
     selected = select_runs(results_dir, datasets, pairs, losses)
     if baselines is not None:
         check_baselines(baselines, selected)
@@ -50,8 +53,14 @@ def build_report(
         console = Console()
     written = []
     for dataset, runs in selected.items():
-        written += write_dataset_report(results_dir / dataset, dataset, runs, losses, console, baselines or BASELINES)
+        written += write_dataset_report(results_dir / dataset, dataset, runs, losses, console, baselines or BASELINES,
+                                        correction)
     return written
+
+
+def check_correction(correction: str) -> None:
+    if correction not in CORRECTIONS:
+        raise ConfigError(f"--correction expects one of: {', '.join(CORRECTIONS)}; got {correction!r}")
 
 
 def check_baselines(baselines: tuple[str, ...], selected: dict[str, pd.DataFrame]) -> None:
@@ -65,10 +74,10 @@ def check_baselines(baselines: tuple[str, ...], selected: dict[str, pd.DataFrame
 
 def write_dataset_report(
     directory: Path, dataset: str, runs: pd.DataFrame, losses: list[str] | None, console: Console | bool,
-    baselines: tuple[str, ...] = BASELINES,
+    baselines: tuple[str, ...] = BASELINES, correction: str = "holm",
 ) -> list[Path]:
     """The files of one dataset; the leaderboard goes to ``console`` unless it is False."""
-    table = leaderboard(runs, losses, baselines)
+    table = leaderboard(runs, losses, baselines, correction)
     reference = published(dataset)
     if reference is not None:
         table = reference.join(table)
@@ -77,15 +86,16 @@ def write_dataset_report(
     about = caption(runs)
     across_pairs = friedman_over_pairs(shown)
     protocols = resampled_comparisons(dataset, runs)
-    notes = [NOTES, *map(friedman_note, across_pairs), *map(protocol_note, protocols)]
+    notes = [column_notes(correction), *map(friedman_note, across_pairs), *map(protocol_note, protocols)]
     notes += [reference.note] if reference is not None else []
 
     csv, markdown, page = directory / "leaderboard.csv", directory / "leaderboard.md", directory / "report.html"
     texts = {csv: table.to_csv(index=False, float_format="%.4f"),
              markdown: leaderboard_markdown(dataset, shown, about, notes)}
     with tempfile.TemporaryDirectory(dir=directory, prefix=".plots.") as staging:  # every file made before any is written
-        staged = write_plots(Path(staging), shown, runs, across_pairs, protocols)
-        texts[page] = report_html(dataset, shown, about, notes, [f for f in staged if f.suffix == ".png"])
+        staged, captions = write_plots(Path(staging), shown, runs, across_pairs, protocols)
+        pictures = {f: captions[f.stem] for f in staged if f.suffix == ".png"}
+        texts[page] = report_html(dataset, shown, about, notes, pictures)
         figures = [directory / "plots" / f.name for f in staged]
         (directory / "plots").mkdir(exist_ok=True)
         for made, figure in zip(staged, figures):

@@ -17,7 +17,7 @@ from rich.text import Text
 from bench.report.display import MISSING, number, signed
 from bench.report.keys import COMPARISON
 from bench.report.protocols import ProtocolComparison, agreement_summary, protocol_comparisons
-from bench.report.stats import ALPHA, EFFECT, EPOCHS, MIN_WILCOXON, POWER, baseline_runs, paired_test
+from bench.report.stats import ALPHA, EFFECT, EPOCHS, MIN_WILCOXON, PAIRED_ON, POWER, baseline_runs, paired_test, study_size
 from registry import ConfigError
 
 
@@ -51,7 +51,7 @@ def _paired_in_full(dataset: str, first: pd.Series, runs_a: pd.DataFrame, runs_b
     title = f"{dataset} · {first['pair']} ({first['protocol']}, {first['epochs']} ep): {a} − {b}, paired by seed"
     columns = ["seed", *(f"{name} {epoch}" for epoch in EPOCHS for name in (a, b, "Δ"))]
     table = Table(*columns, title=Text(title, style="bold"), pad_edge=False, collapse_padding=True)
-    merged = runs_a.merge(runs_b, on="seed", how="outer", suffixes=("_a", "_b")).sort_values("seed")
+    merged = runs_a.merge(runs_b, on=PAIRED_ON, how="outer", suffixes=("_a", "_b")).sort_values("seed")
     for _, row in merged.iterrows():
         cells = [str(int(row["seed"]))]
         for metric in EPOCHS.values():
@@ -85,10 +85,12 @@ def _in_words(test) -> str:
         return f"{delta}{test.why_no_test} (n = {test.n})."
     wilcoxon = (f"Wilcoxon signed-rank p = {test.p_wilcoxon:.3g}" if test.n >= MIN_WILCOXON
                 else f"Wilcoxon needs ≥ {MIN_WILCOXON} seeds")
+    needed, low, high = study_size(test.sd, test.n, ALPHA)
     return (f"Δ = {test.delta:+.2f}, 95% CI [{test.ci_low:+.2f}, {test.ci_high:+.2f}], "
             f"paired t-test p = {test.p_t:.3g}, "
-            f"{wilcoxon} (n = {test.n} shared seeds, SD of Δ {test.sd:.2f}); {int(test.seeds_needed)} seeds would "
-            f"resolve Δ = {EFFECT} with {POWER:.0%} power.")
+            f"{wilcoxon} (n = {test.n} shared seeds, SD of Δ {test.sd:.2f}); {int(needed)} seeds "
+            f"({int(low)}–{int(high)} from the SD's 95% interval) would resolve Δ = {EFFECT} with {POWER:.0%} power "
+            f"at α = {ALPHA}.")
 
 
 def compare_protocols(selected: dict[str, pd.DataFrame], first: str, second: str) -> Group:

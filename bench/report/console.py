@@ -14,15 +14,17 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from bench.report.display import cells, comparison_notes, number
+from bench.report.display import cells, comparison_notes, correction_of
+from bench.report.stats import CORRECTIONS
 
 IN_TITLE = ["pair", "setting", "teacher (%)"]
 SHORT = {"best top-1 (%)": "best", "last top-1 (%)": "last", "top-5 (%)": "top-5", "loss ms/step": "ms/step",
-         "published (%)": "paper", "Δ published (last)": "Δ paper", "seeds for Δ 0.5": "seeds Δ0.5",
-         "seeds": "n", "rank 95%": "rank CI"}
+         "published (%)": "paper", "Δ published (last)": "Δ paper", "seeds": "n", "ranks by seed": "seed ranks"}
+# inside headers named per baseline; the footer names the correction the marks use
+ABBREVIATED = {"seeds for Δ 0.5": "seeds Δ0.5", " (unadjusted)": " (unadj.)", " (holm)": "", " (bh)": ""}
 # columns left out where a table is too wide, by header prefix, earliest first
 DROPPED_FIRST = ("top-5 (%)", "loss ms/step", "s/epoch", "Δ published (last)", "published (%)", "seeds for Δ 0.5",
-                 "95% CI", "last top-1 (%)")
+                 "95% CI", "ranks by seed", "last top-1 (%)")
 
 
 def leaderboard_tables(dataset: str, shown: pd.DataFrame, caption: str, console: Console) -> Group:
@@ -32,7 +34,7 @@ def leaderboard_tables(dataset: str, shown: pd.DataFrame, caption: str, console:
     parts = []
     for group, rows in shown.groupby("group", sort=False):
         first = rows.iloc[0]
-        title = f"{dataset} · {first['pair']} ({first['setting']}) · teacher {number(first['teacher_top1'])}%"
+        title = f"{dataset} · {first['pair']} ({first['setting']}) · teacher {first['teacher_top1_by_seed']}%"
         columns, table = list(text.columns), None
         for prefix in [None, *DROPPED_FIRST]:
             columns = [c for c in columns if not (prefix and c.startswith(prefix))]
@@ -40,13 +42,23 @@ def leaderboard_tables(dataset: str, shown: pd.DataFrame, caption: str, console:
             if _natural_width(console, table) <= console.width:
                 break
         parts.append(table)
-        left_out = [SHORT.get(c, c) for c in text.columns if c not in columns]
+        left_out = [short(c) for c in text.columns if c not in columns]
         if left_out:
             parts.append(Text(f"not shown at {console.width} columns: {', '.join(left_out)} (see leaderboard.md)",
                               style="dim"))
         parts.append(Text(notes[group], style="dim"))
-    footer = f"n: finished seeds (+ diverged, excluded). top-1 / top-5 in %. {caption.replace('`', '')}"
+    correction = CORRECTIONS[correction_of(shown)][1]
+    footer = (f"n: finished seeds (+ diverged, excluded). top-1 / top-5 in %. vs: paired t-test, p corrected ({correction}) "
+              f"over every loss of the comparison. {caption.replace('`', '')}")
     return Group(*parts, Text(footer, style="dim"))
+
+
+def short(column: str) -> str:
+    """A header as the console shows it."""
+    text = SHORT.get(column, column)
+    for long, abbreviation in ABBREVIATED.items():
+        text = text.replace(long, abbreviation)
+    return text
 
 
 def _natural_width(console: Console, table: Table) -> int:
@@ -57,7 +69,7 @@ def _natural_width(console: Console, table: Table) -> int:
 def _table(title: str, text: pd.DataFrame, best: pd.Series) -> Table:
     table = Table(title=Text(title, style="bold"), box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     for column in text.columns:
-        table.add_column(SHORT.get(column, column), no_wrap=True)
+        table.add_column(short(column), no_wrap=True)
     for index in text.index:
         table.add_row(*map(Text, text.loc[index]), style="bold" if best[index] else None)
     return table

@@ -12,23 +12,31 @@ import pandas as pd
 
 from bench.report.keys import COMPARISON
 from bench.report.protocols import ProtocolComparison, agreement_summary
-from bench.report.stats import ALPHA, BETTER, SAME, WORSE, Friedman, seeds_needed
+from bench.report.stats import ALPHA, BETTER, CORRECTIONS, EFFECT, MIN_WILCOXON, POWER, SAME, WORSE, Friedman, study_size
 
 MISSING = "–"
-MARKS = {BETTER: "▲", WORSE: "▼", SAME: "≈"}
-NOTES = (
-    "best / last: top-1 at the best / last epoch, mean ± sample std over seeds (n/a for one seed). "
-    "Diverged runs are counted, never averaged or tested. "
-    "rank: by mean best top-1 within pair and setting; rank 95%: its interval from resampling seeds "
-    "(bootstrap, 2000 draws, seeded). "
-    "Δ: mean per-seed difference in best top-1 to the baseline over the seeds both finished (runs of a seed share "
-    "the student's init and batches), with its t-based 95% CI (not adjusted for the number of losses; the marks are). "
-    "vs: paired t-test, Holm-corrected across the losses of the comparison, for the best then the last epoch: "
-    "▲ better, ▼ worse, ≈ indistinguishable at α = 0.05; n/a: fewer than two shared seeds, no test. "
-    "leaderboard.csv adds the Holm-corrected p-values (t-test; Wilcoxon signed-rank from 6 seeds). "
-    "seeds for Δ 0.5: seeds a paired t-test needs to resolve a Δ of 0.5 points with 80% power, "
-    "from the observed spread of Δ to the first baseline."
-)
+MARKS = {BETTER: "▲", WORSE: "▼", SAME: "n.s."}
+
+
+def column_notes(correction: str) -> str:
+    """What every column of the leaderboard is, for the correction the marks use."""
+    name = CORRECTIONS[correction][1]
+    return (
+        "best / last: top-1 at the best / last epoch, mean ± sample std over seeds (n/a for one seed). "
+        "Diverged runs are counted, never averaged or tested. "
+        "#: rank by mean best top-1 within the comparison; ranks by seed: the rank within each seed, in seed order "
+        "(with 3 seeds no resampled interval reaches 95%, so none is shown). "
+        "Δ: mean per-seed difference in best top-1 to the baseline over the seeds both finished against the same "
+        "teacher (runs of a seed share the student's init and batches), with its t-based 95% CI for that comparison "
+        f"alone (unadjusted; the marks are adjusted). vs: paired t-test, p corrected by {name} over every loss of the "
+        f"comparison (not only those displayed), best then last epoch (one mark where best = last): ▲ better, ▼ worse, "
+        f"n.s. not significant at α = {ALPHA} after correction (not a finding of no difference); n/a: fewer than two "
+        f"shared seeds, no test. leaderboard.csv has raw and corrected p (p_raw_*, p_{correction}_*) and the family "
+        f"size; Wilcoxon signed-rank columns only where some loss has ≥ {MIN_WILCOXON} seeds (below, its smallest "
+        f"p is ≥ 2/2^5). seeds for Δ {EFFECT}: seeds a paired t-test needs to resolve Δ = {EFFECT} points with "
+        f"{POWER:.0%} power at α / family (the level the smallest corrected p must reach), against the first baseline, "
+        "from the observed SD of Δ; in brackets the same from both ends of the SD's 95% interval."
+    )
 
 
 def labelled(table: pd.DataFrame) -> pd.DataFrame:
@@ -45,6 +53,8 @@ def labelled(table: pd.DataFrame) -> pd.DataFrame:
     ambiguous = budget.transform("nunique").gt(1).any(axis=1)
     detail = ", bs " + shown["batch_size"].astype(str) + ", lr " + shown["lr"].map("{:g}".format)
     shown.loc[ambiguous, "setting"] += detail[ambiguous] + ", stem " + shown["stem"].astype(str)[ambiguous]
+    mixed = shown.groupby(["dataset", "pair", "protocol", "epochs", "strong_view"])["teachers"].transform("nunique").gt(1)
+    shown.loc[mixed, "setting"] += ", teachers " + shown["teachers"].astype(str)[mixed]
     shown["label"] = shown["loss"]
     repeated = shown.groupby(["group", "loss"])["recipe_hash"].transform("nunique").gt(1)
     shown.loc[repeated, "label"] += " [" + shown["recipe_hash"].str[:7][repeated] + "]"
@@ -62,19 +72,25 @@ def cells(shown: pd.DataFrame) -> pd.DataFrame:
     out["pair"] = shown["pair"]
     out["setting"] = shown["setting"]
     out["#"] = shown["rank"].map(lambda r: MISSING if pd.isna(r) else str(r))
-    out["rank 95%"] = [_interval(*values) for values in zip(shown["rank"], shown["rank_low"], shown["rank_high"])]
+    out["ranks by seed"] = shown["seed_ranks"].map(lambda ranks: "n/a" if pd.isna(ranks) else ranks)
     out["loss"] = shown["label"]
     out["seeds"] = [_seeds(n, d) for n, d in zip(shown["n_seeds"], shown["n_diverged"])]
     out["best top-1 (%)"] = _spread(shown, "best_top1")
     out["last top-1 (%)"] = _spread(shown, "last_top1")
     out["top-5 (%)"] = shown["best_top5_mean"].map(number)
+    correction = correction_of(shown)
+    one_epoch = shown["epochs"].eq(1).to_list()
     for baseline in baselines(shown):
         out[f"Δ {baseline}"] = shown[f"delta_{baseline}"].map(signed)
         bounds = zip(shown[f"delta_{baseline}"], shown[f"ci_low_{baseline}"], shown[f"ci_high_{baseline}"])
-        out[f"95% CI {baseline}"] = [_ci(delta, low, high) for delta, low, high in bounds]
-        out[f"vs {baseline}"] = [_marks(*marks) for marks in zip(shown[f"vs_{baseline}"], shown[f"vs_{baseline}_last"])]
-    out["seeds for Δ 0.5"] = shown["seeds_needed"].map(lambda n: MISSING if pd.isna(n) else str(int(n)))
-    out["teacher (%)"] = shown["teacher_top1"].map(number)
+        out[f"95% CI {baseline} (unadjusted)"] = [_ci(delta, low, high) for delta, low, high in bounds]
+        marks = zip(shown[f"vs_{baseline}"], shown[f"vs_{baseline}_last"], one_epoch)
+        out[f"vs {baseline} ({correction})"] = [_marks(*values) for values in marks]
+    first = baselines(shown)[0] if baselines(shown) else None
+    if first:
+        needed = zip(*(shown[f"{name}_{first}"] for name in ("seeds_needed", "seeds_needed_low", "seeds_needed_high")))
+        out[f"seeds for Δ {EFFECT} vs {first}"] = [_needed(*values) for values in needed]
+    out["teacher (%)"] = shown["teacher_top1_by_seed"].fillna(MISSING)
     out["s/epoch"] = shown["s_per_epoch"].map(number)
     out["loss ms/step"] = shown["loss_ms"].map(number)
     if "published_top1" in shown:
@@ -83,8 +99,13 @@ def cells(shown: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def correction_of(shown: pd.DataFrame) -> str:
+    """The correction a leaderboard's marks use (from its ``p_<correction>_<baseline>`` columns)."""
+    return next((name for name in CORRECTIONS if any(c.startswith(f"p_{name}_") for c in shown.columns)), "holm")
+
+
 def comparison_notes(shown: pd.DataFrame) -> dict[int, str]:
-    """Per comparison (``group``): how many seeds it has and how many would resolve a Δ of 0.5 points.
+    """Per comparison (``group``): its teachers, how many seeds it has and how many would resolve Δ = 0.5.
 
     The spread is the per-seed SD of Δ to the first baseline, pooled over the losses (root mean square).
     """
@@ -97,14 +118,58 @@ def _study_size(rows: pd.DataFrame, baseline: str) -> str:
     if seeds < 2:
         return (f"{seeds} seed{'s' * (seeds != 1)} per loss: no paired test; a Δ is one difference, not a verdict, "
                 "and no spread is known to size a study (run ≥ 2 seeds).")
-    if rows["paired_sd"].isna().all():
-        return f"{seeds} seeds; no finished {baseline} run shares a seed, so nothing is paired to size a study."
-    spread = rows["paired_sd"][rows["paired_sd"] > 0]
+    sd_column = f"paired_sd_{baseline}"
+    if sd_column not in rows or rows[sd_column].isna().all():
+        return f"{seeds} seeds; no finished {baseline} run shares a seed and a teacher, so nothing is paired to size a study."
+    spread = rows[sd_column][rows[sd_column] > 0]
     if spread.empty:
         return f"{seeds} seeds; no spread of Δ between seeds is observed to size a study from."
     pooled = float((spread ** 2).mean() ** 0.5)
+    family = int(rows[f"family_{baseline}"].max())
+    needed = _needed(*study_size(pooled, seeds, ALPHA / family))
     return (f"{seeds} seeds. Paired SD of Δ best top-1 to {baseline}: {pooled:.2f} points (pooled over {len(spread)} "
-            f"losses) → {int(seeds_needed(pooled))} seeds would resolve a Δ of 0.5 points with 80% power.")
+            f"losses) → {needed} seeds would resolve Δ = {EFFECT} points with {POWER:.0%} power at "
+            f"α / {family} = {ALPHA / family:.3g}, the level the smallest of {family} corrected p-values must reach "
+            f"(in brackets: from both ends of the SD's 95% interval over {seeds} seeds).")
+
+
+def _needed(needed: float, low: float, high: float) -> str:
+    return MISSING if pd.isna(needed) else f"{int(needed)} [{int(low)}–{int(high)}]"
+
+
+def summary_lines(shown: pd.DataFrame) -> list[str]:
+    """Per comparison, in words: the best loss and its cost, the differences that are real after the
+    correction, and what collapsed or diverged (named, never averaged in)."""
+    correction = CORRECTIONS[correction_of(shown)][1].split(",")[0]
+    lines = []
+    for _, rows in shown.groupby("group", sort=False):
+        first, usable = rows.iloc[0], rows[rows["n_seeds"].gt(0) & rows["n_collapsed"].lt(rows["n_seeds"])]
+        parts = [f"{first['pair']} ({first['setting']}):"]
+        if not usable.empty:
+            top = usable.sort_values("rank", kind="stable").iloc[0]
+            seeds = int(top["n_seeds"])
+            parts.append(f"best {top['label']} at {top['best_top1_mean']:.2f}% ({seeds} seed{'s' * (seeds != 1)}, "
+                         f"{number(top['s_per_epoch'])} s/epoch).")
+        for baseline in baselines(rows):
+            tested = rows[f"family_{baseline}"].max()
+            if pd.isna(tested) or not tested:
+                parts.append(f"No test against {baseline}: no loss has two seeds paired with it (same seed and "
+                             "teacher) that differ.")
+                continue
+            real = {mark: rows.loc[rows[f"vs_{baseline}"] == verdict, "label"].to_list()
+                    for verdict, mark in ((BETTER, "better"), (WORSE, "worse"))}
+            found = "; ".join(f"{mark}: {', '.join(labels)}" for mark, labels in real.items() if labels)
+            base_cost = rows.loc[rows["loss"] == baseline, "s_per_epoch"]
+            cost = f" ({baseline}: {number(base_cost.iloc[0])} s/epoch)" if len(base_cost) else ""
+            parts.append(f"Against {baseline}{cost}, after {correction} over {int(tested)} losses at α = {ALPHA}: "
+                         + (found if found else "no difference is significant") + ".")
+        gone = rows[rows["n_seeds"].eq(0) | rows["n_collapsed"].gt(0)]
+        if not gone.empty:
+            parts.append("Collapsed or diverged: " + ", ".join(
+                f"{label} ({int(c)} collapsed, {int(d)} diverged)"
+                for label, c, d in zip(gone["label"], gone["n_collapsed"], gone["n_diverged"])) + ".")
+        lines.append(" ".join(parts))
+    return lines
 
 
 def comparison_lines(shown: pd.DataFrame) -> list[str]:
@@ -168,25 +233,20 @@ def _spread(shown: pd.DataFrame, metric: str) -> list[str]:
             for mean, std, n in triples]
 
 
-def _interval(rank, low, high) -> str:
-    if pd.isna(rank):
-        return MISSING
-    return "n/a" if pd.isna(low) else f"{low}–{high}"
-
-
 def _ci(delta: float, low: float, high: float) -> str:
     if pd.isna(delta):
         return MISSING
     return "n/a" if pd.isna(low) else f"[{low:+.2f}, {high:+.2f}]"
 
 
-def _marks(best: str, last: str) -> str:
-    """Best- then last-epoch verdict as two marks; n/a where neither was tested; – where nothing is paired."""
+def _marks(best: str, last: str, one_epoch: bool = False) -> str:
+    """Best- then last-epoch verdict as two marks (one where best = last, after one epoch); n/a where
+    neither was tested; – where nothing is paired."""
     if pd.isna(best):
         return MISSING
     if best not in MARKS and last not in MARKS:
         return "n/a"
-    return f"{MARKS.get(best, 'n/a')} {MARKS.get(last, 'n/a')}"
+    return MARKS.get(best, "n/a") if one_epoch else f"{MARKS.get(best, 'n/a')} {MARKS.get(last, 'n/a')}"
 
 
 def _seeds(n_seeds: int, n_diverged: int) -> str:

@@ -1,5 +1,9 @@
-"""What makes runs comparable: a *comparison* (same dataset, pair and training budget) and a *recipe*
-(a loss with its settings inside one). Ranks, Δ and every test stay inside one comparison."""
+"""What makes runs comparable: a *comparison* (same dataset, pair, training budget and teachers) and a
+*recipe* (a loss with its settings inside one). Ranks, Δ and every test stay inside one comparison.
 
-COMPARISON = ["dataset", "pair", "protocol", "strong_view", "stem", "epochs", "batch_size", "lr"]
+``teachers`` is the set of teacher weights a group trained against (``runs.with_teachers``): runs
+against different teachers sit in different comparisons and are never paired.
+"""
+
+COMPARISON = ["dataset", "pair", "protocol", "strong_view", "stem", "epochs", "batch_size", "lr", "teachers"]
 RECIPE = [*COMPARISON, "loss", "recipe_hash"]

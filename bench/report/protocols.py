@@ -1,21 +1,22 @@
 """Does a cheap protocol rank losses as a long one does? One protocol's ranking against another's.
 
 For each pair trained under both protocols: the losses both have, each protocol's mean best top-1
-per loss and Kendall's τ between the two rankings with its bootstrap interval. ``bench report
---compare-protocols`` prints these; ``bench report`` draws them when both protocols have seeds to
-resample.
+per loss and Kendall's τ between the two rankings with its bootstrap interval over losses, beside
+each protocol's agreement with itself. A loss enters with the same settings under both protocols.
+``bench report --compare-protocols`` prints these; ``bench report`` draws them when there are
+enough losses for an interval.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import combinations
 
 import pandas as pd
 
 from bench.report.keys import COMPARISON
-from bench.report.stats import RESAMPLES, Agreement, baseline_runs, protocol_agreement
+from bench.report.stats import MIN_LOSSES_FOR_INTERVAL, RESAMPLES, Agreement, protocol_agreement
 
 
 @dataclass(frozen=True)
@@ -26,18 +27,21 @@ class ProtocolComparison:
     epochs: tuple[int, int]
     agreement: Agreement | None  # None: fewer than 3 losses under both
     strong_view: tuple[bool, bool] = (False, False)  # each side trained on a second, strongly augmented view
+    teachers: tuple[str, str] = ("", "")  # each side's teacher set, where its protocol has several for the pair
 
     @property
     def names(self) -> tuple[str, str]:
-        """How each side reads: "fast (1 ep)", "converged (1 ep, strong view)"."""
-        return tuple(f"{protocol} ({epochs} ep{', strong view' if strong else ''})"
-                     for protocol, epochs, strong in zip(self.protocols, self.epochs, self.strong_view))
+        """How each side reads: "fast (1 ep)", "converged (1 ep, strong view)", "fast (1 ep, teachers 878b15a)"."""
+        return tuple(f"{protocol} ({epochs} ep{', strong view' if strong else ''}"
+                     f"{f', teachers {teachers}' if teachers else ''})"
+                     for protocol, epochs, strong, teachers in zip(self.protocols, self.epochs, self.strong_view,
+                                                                   self.teachers))
 
     @property
     def sides(self) -> tuple[str, str]:
-        """Each side as a file name part: "fast", "converged, strong view"."""
-        return tuple(f"{protocol}, strong view" if strong else protocol
-                     for protocol, strong in zip(self.protocols, self.strong_view))
+        """Each side as a file name part: "fast", "converged, strong view", "fast, teachers 878b15a"."""
+        return tuple(protocol + (", strong view" if strong else "") + (f", teachers {teachers}" if teachers else "")
+                     for protocol, strong, teachers in zip(self.protocols, self.strong_view, self.teachers))
 
     @property
     def ranks(self) -> tuple[pd.Series, pd.Series]:
@@ -52,22 +56,45 @@ def protocol_comparisons(dataset: str, runs: pd.DataFrame, first: str, second: s
     for pair, own in finished.groupby("pair", sort=False):
         budgets = [list(own[own["protocol"] == protocol].groupby(COMPARISON, dropna=False, sort=False))
                    for protocol in (first, second)]
+        several = [own.loc[own["protocol"] == protocol, "teachers"].nunique() > 1 for protocol in (first, second)]
         for _, runs_a in budgets[0]:
             for _, runs_b in budgets[1]:
-                found.append(_compared(dataset, pair, _one_recipe_each(runs_a), _one_recipe_each(runs_b)))
+                compared = _compared(dataset, pair, *same_settings(runs_a, runs_b))
+                teachers = tuple(runs["teachers"].iloc[0] if named else "" for runs, named in zip((runs_a, runs_b), several))
+                found.append(replace(compared, teachers=teachers))
     return found
 
 
 def resampled_comparisons(dataset: str, runs: pd.DataFrame) -> list[ProtocolComparison]:
-    """Each two protocols of a pair whose rankings can be compared with an interval (≥ 3 shared losses,
-    ≥ 2 seeds under each): what the report draws."""
+    """Each two protocols of a pair whose rankings can be compared (≥ 3 shared losses) with each one's
+    agreement with itself beside it (≥ 2 seeds under each): what the report draws."""
     protocols = sorted(runs["protocol"].unique())
     found = [c for first, second in combinations(protocols, 2) for c in protocol_comparisons(dataset, runs, first, second)]
     return [c for c in found if c.agreement is not None and min(c.agreement.seeds) >= 2]
 
 
-def _one_recipe_each(runs: pd.DataFrame) -> pd.DataFrame:
-    return pd.concat([baseline_runs(runs, loss) for loss in runs["loss"].unique()])
+SETTINGS = ["loss", "weight", "ce_weight", "hparams"]  # what a recipe is, apart from the protocol's budget
+
+
+def same_settings(runs_a: pd.DataFrame, runs_b: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One recipe per loss on each side, the same settings on both where a loss has any in common.
+
+    A loss with several settings under a protocol (a superseded one beside the current) enters with
+    the one the other protocol also ran; among several such, or where none is shared, the one with
+    the most seeds, then the latest.
+    """
+    settings = [runs[SETTINGS].astype(str).agg("|".join, axis=1) for runs in (runs_a, runs_b)]
+    shared = set(settings[0]) & set(settings[1])
+    return tuple(pd.concat([_preferred(own[own["loss"] == loss], setting[own["loss"] == loss], shared)
+                            for loss in own["loss"].unique()])
+                 for own, setting in zip((runs_a, runs_b), settings))
+
+
+def _preferred(runs: pd.DataFrame, setting: pd.Series, shared: set[str]) -> pd.DataFrame:
+    candidates = runs[setting.isin(shared)] if setting.isin(shared).any() else runs
+    order = candidates.groupby("recipe_hash").agg(seeds=("seed", "size"), latest=("finished_at", "max"))
+    chosen = order.sort_values(["seeds", "latest"], ascending=False).index[0]
+    return runs[runs["recipe_hash"] == chosen]
 
 
 def _compared(dataset: str, pair: str, runs_a: pd.DataFrame, runs_b: pd.DataFrame) -> ProtocolComparison:
@@ -78,12 +105,20 @@ def _compared(dataset: str, pair: str, runs_a: pd.DataFrame, runs_b: pd.DataFram
 
 
 def agreement_summary(comparison: ProtocolComparison) -> str:
-    """τ, its interval (or why there is none) and the seeds behind it, in one sentence."""
+    """τ, its interval (or why there is none), each protocol's agreement with itself and the seeds behind it."""
     result, names = comparison.agreement, comparison.names
     if math.isnan(result.low):
-        interval = f"no interval: {names[result.seeds.index(min(result.seeds))]} has {min(result.seeds)} seed"
+        interval = f"no interval under {MIN_LOSSES_FOR_INTERVAL} losses"
     else:
         interval = (f"95% CI [{result.low:+.2f}, {result.high:+.2f}] "
-                    f"(bootstrap over each protocol's seeds, {RESAMPLES} draws)")
+                    f"(BCa bootstrap over losses, {RESAMPLES} draws)")
     return (f"Kendall's τ = {result.tau:+.2f} over {len(result.losses)} losses, {interval}; "
-            f"seeds {result.seeds[0]} / {result.seeds[1]}.")
+            f"{_within(names, result)}; seeds {result.seeds[0]} / {result.seeds[1]}.")
+
+
+def _within(names: tuple[str, str], result: Agreement) -> str:
+    """Each protocol's τ between its own seeds (the most any agreement with it can show)."""
+    parts = [f"{name} {min(taus):+.2f} to {max(taus):+.2f}" if len(taus) > 1 else
+             f"{name} {taus[0]:+.2f}" if taus else f"{name} n/a (one seed)"
+             for name, taus in zip(names, result.within)]
+    return "seed vs seed within a protocol: " + ", ".join(parts)

@@ -6,9 +6,13 @@ filter costs nothing and leaves every earlier report in place.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from bench.results import read_runs
 from registry import ConfigError
@@ -18,7 +22,7 @@ RUNS_FILE = "runs.csv"
 # Read as text whatever a hash or a name could be mistaken for a number in.
 TEXT_COLUMNS = ("run_id", "recipe_hash", "dataset", "pair", "teacher", "student", "loss", "protocol", "stem")
 USED_COLUMNS = TEXT_COLUMNS + (
-    "seed", "epochs", "batch_size", "lr", "best_top1", "best_top5", "last_top1", "teacher_top1", "diverged",
+    "seed", "epochs", "batch_size", "lr", "weight", "ce_weight", "hparams", "best_top1", "best_top5", "last_top1", "teacher_top1", "teacher_top5", "diverged",
     "curve", "s_per_epoch", "loss_ms", "device", "torch_version", "timm_version", "distillbench_version",
     "finished_at", "command",
 )
@@ -37,10 +41,37 @@ def load_runs(path: Path) -> pd.DataFrame:
     missing = [column for column in USED_COLUMNS if column not in runs.columns]
     if missing:
         raise ConfigError(f"{path} lacks the column(s) {', '.join(missing)}; it is not a runs.csv of bench run")
-    for column in ("diverged", "strong_view"):  # a file from before the strong view has no such column: one view
+    # a file from before the strong view has no such column (one view); from before collapse detection, none collapsed
+    for column in ("diverged", "strong_view", "collapsed"):
         runs[column] = flag(runs, column)
     runs = runs.sort_values("finished_at", kind="stable").drop_duplicates("run_id", keep="last")
-    return runs.reset_index(drop=True)
+    return with_teachers(runs.reset_index(drop=True))
+
+
+def with_teachers(runs: pd.DataFrame) -> pd.DataFrame:
+    """Add ``teacher_id`` (which weights a run distilled from) and ``teachers`` (its set of teachers).
+
+    ``teacher_id`` is the fingerprint of the teacher's weights the row records; a row from before the
+    fingerprint has only what it recorded to go on, so its identity is derived from the teacher's name,
+    the device and the teacher's top-1 and top-5 ("derived:…"). ``teachers`` groups the teacher ids
+    that recipes use together across their seeds (connected through the recipes, each seed having
+    its own teacher where the teacher is trained per seed): two recipes share it when they were trained
+    against the same teachers, and the comparison key splits a group trained against two teacher sets.
+    """
+    runs = runs.copy()
+    recorded = runs["teacher_fingerprint"] if "teacher_fingerprint" in runs else pd.Series(pd.NA, index=runs.index)
+    derived = ("derived:" + runs["teacher"] + "@" + runs["device"].astype(str) + ":"
+               + runs["teacher_top1"].map("{:.2f}".format) + "/" + runs["teacher_top5"].map("{:.2f}".format))
+    runs["teacher_id"] = recorded.where(recorded.notna() & recorded.astype(str).str.strip().ne(""), derived)
+    teachers, ids = pd.factorize(runs["teacher_id"])
+    recipes, hashes = pd.factorize(runs["recipe_hash"])
+    size = len(ids) + len(hashes)  # one graph: teacher ids and recipes are its nodes, each run an edge
+    links = coo_matrix((np.ones(len(runs)), (teachers, len(ids) + recipes)), shape=(size, size))
+    _, component = connected_components(links, directed=False)
+    members = pd.Series(ids).groupby(component[: len(ids)]).transform(lambda group: "|".join(sorted(group)))
+    names = members.map(lambda text: hashlib.sha256(text.encode()).hexdigest()[:7])
+    runs["teachers"] = names.to_numpy()[teachers]
+    return runs
 
 
 def flag(table: pd.DataFrame, column: str) -> pd.Series:

@@ -1,16 +1,19 @@
 """Paired statistics over seeds: which differences between losses are real, and how sure a rank is.
 
 Runs of one seed share the student's initial weights and its batch order across the losses of a
-comparison, so a loss is compared with a baseline *paired by seed*: the per-seed differences carry
-the loss's effect without the seed's luck. Every test comes from scipy, statsmodels or
+comparison, so a loss is compared with a baseline *paired by seed* and by teacher: the per-seed
+differences carry the loss's effect without the seed's luck, and two runs that distilled from
+different teacher weights are never paired. Every test comes from scipy, statsmodels or
 scikit-posthocs; this module only decides what is paired with what.
 
 - ``paired_table``: per recipe and baseline, best and last epoch: mean Δ, its t-based 95% CI, the
-  paired t-test (and Wilcoxon signed-rank from ``MIN_WILCOXON`` seeds), Holm-corrected across the
-  losses of the leaderboard, a verdict, and the seeds a Δ of ``EFFECT`` points would need.
-- ``rank_intervals``: each recipe's rank interval from resampling seeds (bootstrap).
+  paired t-test (and Wilcoxon signed-rank from ``MIN_WILCOXON`` seeds), raw and corrected (Holm or
+  Benjamini–Hochberg) over every loss of the comparison, a verdict, and the seeds a Δ of ``EFFECT``
+  points would need at the level the corrected verdicts use.
+- ``seed_ranks``: each recipe's rank within each seed (with 3 seeds no interval reaches 95%).
 - ``friedman_over_pairs``: across pairs, the Friedman test and Nemenyi p-values for a CD diagram.
-- ``protocol_agreement``: Kendall's τ between two protocols' rankings, with a bootstrap interval.
+- ``protocol_agreement``: Kendall's τ between two protocols' rankings, a BCa bootstrap interval over
+  losses, and each protocol's agreement with itself (τ between its own seeds).
 
 Fewer than two shared seeds give no test at all, never a made-up p-value.
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import combinations
 
 import numpy as np
 import pandas as pd
@@ -34,10 +38,16 @@ EFFECT = 0.5  # top-1 points a user wants resolved ...
 POWER = 0.8  # ... with this probability
 MIN_WILCOXON = 6  # below this the exact signed-rank test cannot reach p < 0.05 (2 / 2**5)
 RESAMPLES = 2000
+MIN_LOSSES_FOR_INTERVAL = 5  # a bootstrap over fewer losses has too few distinct rankings to mean anything
 SEED = 0  # the bootstrap's generator: the same runs always give the same intervals
 EPOCHS = {"best": "best_top1", "last": "last_top1"}
+PAIRED_ON = ["seed", "teacher_id"]  # a seed's runs share init and batches; they must share the teacher too
 
-BETTER, WORSE, SAME, NO_TEST = "better", "worse", "indistinguishable", "no test"
+# --correction: statsmodels' method, and what it controls
+CORRECTIONS = {"holm": ("holm", "Holm, family-wise error rate"),
+               "bh": ("fdr_bh", "Benjamini–Hochberg, false discovery rate")}
+
+BETTER, WORSE, SAME, NO_TEST = "better", "worse", "not significant", "no test"
 
 
 @dataclass(frozen=True)
@@ -46,12 +56,11 @@ class PairedTest:
 
     n: int
     delta: float  # mean of a - b
-    ci_low: float
+    ci_low: float  # t-based 95% CI, for this comparison alone (not adjusted for the family)
     ci_high: float
     sd: float  # sample std of the per-seed differences
-    p_t: float  # paired t-test, two-sided; NaN where there is no test
+    p_t: float  # paired t-test, two-sided, raw; NaN where there is no test
     p_wilcoxon: float  # Wilcoxon signed-rank, exact where scipy can; NaN below MIN_WILCOXON seeds
-    seeds_needed: float  # seeds resolving EFFECT at POWER, from sd; NaN without a spread
 
     @property
     def why_no_test(self) -> str | None:
@@ -69,24 +78,38 @@ def paired_test(a: np.ndarray, b: np.ndarray) -> PairedTest:
     delta = float(diff.mean()) if n else math.nan
     sd = float(diff.std(ddof=1)) if n >= 2 else math.nan
     if n < 2 or sd == 0:
-        return PairedTest(n, delta, math.nan, math.nan, sd, math.nan, math.nan, math.nan)
+        return PairedTest(n, delta, math.nan, math.nan, sd, math.nan, math.nan)
     t = stats.ttest_rel(a, b)
     ci = t.confidence_interval(1 - ALPHA)
     p_wilcoxon = float(stats.wilcoxon(a, b).pvalue) if n >= MIN_WILCOXON and diff.any() else math.nan
-    return PairedTest(n, delta, float(ci.low), float(ci.high), sd, float(t.pvalue), p_wilcoxon, seeds_needed(sd))
+    return PairedTest(n, delta, float(ci.low), float(ci.high), sd, float(t.pvalue), p_wilcoxon)
 
 
 SCANNED_SEEDS = 100
 
 
-def seeds_needed(sd: float) -> float:
-    """Seeds for a two-sided paired t-test at ALPHA to detect a mean Δ of EFFECT with POWER, given ``sd``."""
+def seeds_needed(sd: float, alpha: float = ALPHA) -> float:
+    """Seeds for a two-sided paired t-test at ``alpha`` to detect a mean Δ of EFFECT with POWER, given ``sd``."""
     effect_size = EFFECT / sd
     power = TTestPower()
     for seeds in range(2, SCANNED_SEEDS + 1):  # counted up where it is small: the root finder can miss there
-        if power.power(effect_size, nobs=seeds, alpha=ALPHA) >= POWER:
+        if power.power(effect_size, nobs=seeds, alpha=alpha) >= POWER:
             return float(seeds)
-    return float(math.ceil(power.solve_power(effect_size=effect_size, alpha=ALPHA, power=POWER)))
+    return float(math.ceil(power.solve_power(effect_size=effect_size, alpha=alpha, power=POWER)))
+
+
+def sd_interval(sd: float, n: int) -> tuple[float, float]:
+    """95% interval of the true SD behind a sample SD of ``n`` values (χ² with n - 1 df, normal data)."""
+    df = n - 1
+    return sd * math.sqrt(df / stats.chi2.ppf(1 - ALPHA / 2, df)), sd * math.sqrt(df / stats.chi2.ppf(ALPHA / 2, df))
+
+
+def study_size(sd: float, n: int, alpha: float) -> tuple[float, float, float]:
+    """Seeds needed from ``sd`` and from both ends of its 95% interval (NaN without a spread)."""
+    if not (n >= 2 and sd > 0):
+        return math.nan, math.nan, math.nan
+    low, high = sd_interval(sd, n)
+    return seeds_needed(sd, alpha), seeds_needed(low, alpha), seeds_needed(high, alpha)
 
 
 def baseline_runs(runs: pd.DataFrame, loss: str) -> pd.DataFrame:
@@ -99,16 +122,20 @@ def baseline_runs(runs: pd.DataFrame, loss: str) -> pd.DataFrame:
     return own[own["recipe_hash"] == chosen]
 
 
-TEST_COLUMNS = ["n_pairs", "delta", "ci_low", "ci_high", "sd", "p_t", "p_wilcoxon", "seeds_needed"]
-PAIRED_COLUMNS = [*RECIPE, "baseline", "epoch", *TEST_COLUMNS, "p_t_holm", "p_wilcoxon_holm", "verdict"]
+TEST_COLUMNS = ["n_pairs", "delta", "ci_low", "ci_high", "sd", "p_t", "p_wilcoxon"]
+PAIRED_COLUMNS = [*RECIPE, "baseline", "epoch", *TEST_COLUMNS, "p_t_adjusted", "p_wilcoxon_adjusted", "family",
+                  "verdict", "seeds_needed", "seeds_needed_low", "seeds_needed_high"]
 
 
-def paired_table(finished: pd.DataFrame, baselines: tuple[str, ...], losses: list[str] | None = None) -> pd.DataFrame:
-    """One row per (recipe, baseline, epoch) over finished runs; Holm across the losses shown.
+def paired_table(finished: pd.DataFrame, baselines: tuple[str, ...], correction: str = "holm") -> pd.DataFrame:
+    """One row per (recipe, baseline, epoch) over finished runs, corrected over the comparison's losses.
 
-    A baseline is not compared with itself; ``losses`` (when given) limits the rows, and so the
-    family Holm corrects over, to the losses the leaderboard shows.
+    The family a p-value is corrected in is every loss of its comparison tested against that baseline
+    at that epoch (``family`` counts them), whatever a leaderboard later shows: a filter must not
+    change a verdict. ``seeds_needed`` (with the ends of its interval from the SD's 95% interval) is
+    at α / family, the level the smallest p of the family must reach under either correction.
     """
+    method = CORRECTIONS[correction][0]
     rows = []
     for key, runs in finished.groupby(COMPARISON, dropna=False, sort=False):
         for baseline in baselines:
@@ -117,69 +144,59 @@ def paired_table(finished: pd.DataFrame, baselines: tuple[str, ...], losses: lis
                 continue
             base_recipe = base["recipe_hash"].iloc[0]
             for (loss, recipe), own in runs.groupby(["loss", "recipe_hash"], sort=False):
-                if recipe == base_recipe or (losses and loss not in losses):
+                if recipe == base_recipe:
                     continue
-                both = own.merge(base[["seed", *EPOCHS.values()]], on="seed", suffixes=("", "_base"))
+                both = own.merge(base[[*PAIRED_ON, *EPOCHS.values()]], on=PAIRED_ON, suffixes=("", "_base"))
                 for epoch, metric in EPOCHS.items():
                     shared = both.dropna(subset=[metric, f"{metric}_base"])
                     test = paired_test(shared[metric], shared[f"{metric}_base"])
                     rows.append([*key, loss, recipe, baseline, epoch, test.n, test.delta, test.ci_low, test.ci_high,
-                                 test.sd, test.p_t, test.p_wilcoxon, test.seeds_needed])
+                                 test.sd, test.p_t, test.p_wilcoxon])
     table = pd.DataFrame(rows, columns=[*RECIPE, "baseline", "epoch", *TEST_COLUMNS])
-    family = [*COMPARISON, "baseline", "epoch"]
-    table["p_t_holm"] = table.groupby(family, dropna=False)["p_t"].transform(holm)
-    table["p_wilcoxon_holm"] = table.groupby(family, dropna=False)["p_wilcoxon"].transform(holm)
-    table["verdict"] = [verdict(d, p) for d, p in zip(table["delta"], table["p_t_holm"])]
+    family = table.groupby([*COMPARISON, "baseline", "epoch"], dropna=False)
+    table["p_t_adjusted"] = family["p_t"].transform(lambda p: adjusted(p, method))
+    table["p_wilcoxon_adjusted"] = family["p_wilcoxon"].transform(lambda p: adjusted(p, method))
+    table["family"] = family["p_t"].transform("count").astype(int)
+    table["verdict"] = [verdict(d, p) for d, p in zip(table["delta"], table["p_t_adjusted"])]
+    sizes = [study_size(sd, n, ALPHA / max(m, 1)) for sd, n, m in zip(table["sd"], table["n_pairs"], table["family"])]
+    table[["seeds_needed", "seeds_needed_low", "seeds_needed_high"]] = pd.DataFrame(
+        sizes, index=table.index, columns=range(3)) if sizes else np.empty((0, 3))
     return table[PAIRED_COLUMNS]
 
 
-def holm(p_values: pd.Series) -> pd.Series:
-    """Holm-adjusted p-values over the tests that exist; NaN (no test) stays NaN and is not counted."""
-    adjusted = pd.Series(np.nan, index=p_values.index)
+def adjusted(p_values: pd.Series, method: str) -> pd.Series:
+    """Corrected p-values over the tests that exist; NaN (no test) stays NaN and is not counted."""
+    out = pd.Series(np.nan, index=p_values.index)
     present = p_values.notna()
     if present.any():
-        adjusted[present] = multipletests(p_values[present], alpha=ALPHA, method="holm")[1]
-    return adjusted
+        out[present] = multipletests(p_values[present], alpha=ALPHA, method=method)[1]
+    return out
 
 
-def verdict(delta: float, p_holm: float) -> str:
-    if pd.isna(p_holm):
+def verdict(delta: float, p_adjusted: float) -> str:
+    if pd.isna(p_adjusted):
         return NO_TEST
-    if p_holm >= ALPHA:
+    if p_adjusted >= ALPHA:
         return SAME
     return BETTER if delta > 0 else WORSE
 
 
-def rank_intervals(finished: pd.DataFrame, recipes: pd.DataFrame) -> pd.DataFrame:
-    """``rank_low`` / ``rank_high``: the 95% bootstrap interval of each recipe's rank by mean best top-1.
+def seed_ranks(finished: pd.DataFrame, recipes: pd.DataFrame) -> pd.Series:
+    """Per recipe, its rank by best top-1 within each seed, in seed order ("2 · 1 · 4"); NaN under 2 seeds.
 
-    Seeds are resampled with replacement (the whole seed: every loss of it together, as they are
-    paired); a recipe lacking every drawn seed keeps its observed mean. A recipe with one seed has
-    nothing to resample and gets no interval, and a comparison with one seed gives none at all.
-    ``recipes`` holds the leaderboard's rows (RECIPE columns) in the order ranks are wanted.
+    With three seeds a bootstrap has ten distinct resamples and its "95%" is the full range: the ranks
+    themselves say the same honestly. A seed ranks the recipes of the comparison that finished it.
     """
-    out = pd.DataFrame(np.nan, index=recipes.index, columns=["rank_low", "rank_high"])
+    out = pd.Series(pd.NA, index=recipes.index, dtype=object)
     for _, rows in recipes.groupby(COMPARISON, dropna=False, sort=False):
         runs = finished.merge(rows[RECIPE], on=RECIPE)
         grid = runs.pivot_table(index="seed", columns="recipe_hash", values="best_top1", aggfunc="mean")
-        grid = grid.reindex(columns=rows["recipe_hash"])
-        seeds = grid.notna().sum()
-        ranked = (seeds > 0).to_numpy()
-        if len(grid) < 2 or ranked.sum() < 2:
-            continue
-        values = grid.to_numpy(float)[:, ranked]
-        observed = np.nanmean(values, axis=0)
-
-        def ranks(sample, axis):  # sample: (recipes, resamples, seeds)
-            return stats.rankdata(-_resampled_means(sample, axis, observed), axis=0, method="min").astype(float)
-
-        interval = stats.bootstrap((values,), ranks, vectorized=True, n_resamples=RESAMPLES, method="percentile",
-                                   rng=SEED).confidence_interval
-        index = rows.index[ranked]
-        enough = seeds[ranked].to_numpy() >= 2
-        out.loc[index[enough], "rank_low"] = np.floor(interval.low[enough])
-        out.loc[index[enough], "rank_high"] = np.ceil(interval.high[enough])
-    return out.astype("Int64")
+        ranks = grid.rank(axis=1, ascending=False, method="min")
+        for index, recipe in zip(rows.index, rows["recipe_hash"]):
+            own = ranks[recipe].dropna() if recipe in ranks else pd.Series(dtype=float)
+            if len(own) >= 2:
+                out[index] = " · ".join(str(int(rank)) for rank in own)
+    return out
 
 
 @dataclass(frozen=True)
@@ -220,18 +237,25 @@ class Agreement:
 
     losses: list[str]
     tau: float
-    low: float  # 95% bootstrap interval; NaN when a protocol has fewer than two seeds
+    low: float  # 95% BCa bootstrap over losses; NaN under MIN_LOSSES_FOR_INTERVAL losses
     high: float
     seeds: tuple[int, int]  # seeds every loss finished, per protocol
     means: tuple[pd.Series, pd.Series]  # mean best top-1 per loss that τ ranks, per protocol
+    within: tuple[list[float], list[float]] = ([], [])  # per protocol: τ between each two of its seeds
+
+
+def kendall_tau(x, y) -> float:
+    return float(stats.kendalltau(x, y).statistic)
 
 
 def protocol_agreement(a: pd.DataFrame, b: pd.DataFrame) -> Agreement | None:
     """τ between two comparisons' rankings by mean best top-1 over the losses both have (≥ 3).
 
     ``a`` and ``b`` are finished runs of one comparison each (one recipe per loss). Only the seeds
-    every shared loss finished count, so a seed trained for a few losses gives no interval; the two
-    protocols' runs are independent, so each one's seeds are resampled on their own.
+    every shared loss finished count. The interval resamples losses (the population τ speaks of),
+    not seeds: resampling three seeds adds seed noise, which pulls τ down, so the estimate sat near
+    the top of its own interval. ``within``: how well a protocol agrees with itself, seed against seed
+    — the ceiling any other protocol's agreement with it can reach.
     """
     grids = [runs.pivot_table(index="seed", columns="loss", values="best_top1", aggfunc="mean") for runs in (a, b)]
     losses = sorted(set(grids[0].columns) & set(grids[1].columns))
@@ -240,24 +264,18 @@ def protocol_agreement(a: pd.DataFrame, b: pd.DataFrame) -> Agreement | None:
     complete = [grid[losses].dropna() for grid in grids]  # the seeds every shared loss finished
     observed = [np.nanmean((own if len(own) else grid[losses]).to_numpy(float), axis=0)
                 for own, grid in zip(complete, grids)]
-    tau = float(stats.kendalltau(*observed).statistic)
-    grids = [own.to_numpy(float) for own in complete]
-    seeds, means = (len(grids[0]), len(grids[1])), tuple(pd.Series(o, index=losses) for o in observed)
-    if min(seeds) < 2:
-        return Agreement(losses, tau, math.nan, math.nan, seeds, means)
-
-    def taus(sample_a, sample_b, axis):  # each: (losses, resamples, seeds)
-        means_a, means_b = (_resampled_means(s, axis, o) for s, o in zip((sample_a, sample_b), observed))
-        return np.array([stats.kendalltau(x, y).statistic for x, y in zip(means_a.T, means_b.T)])
-
-    interval = stats.bootstrap(tuple(grids), taus, vectorized=True, n_resamples=RESAMPLES, method="percentile",
-                               rng=SEED).confidence_interval
-    return Agreement(losses, tau, float(interval.low), float(interval.high), seeds, means)
+    tau = kendall_tau(*observed)
+    within = tuple([kendall_tau(own.loc[s], own.loc[t]) for s, t in combinations(own.index, 2)] for own in complete)
+    seeds, means = (len(complete[0]), len(complete[1])), tuple(pd.Series(o, index=losses) for o in observed)
+    low, high = tau_interval(*observed)
+    return Agreement(losses, tau, low, high, seeds, means, within)
 
 
-def _resampled_means(sample: np.ndarray, axis: int, observed: np.ndarray) -> np.ndarray:
-    """Mean over the drawn seeds a recipe has; its observed mean where it has none of them."""
-    present = np.isfinite(sample)
+def tau_interval(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """95% BCa bootstrap interval of Kendall's τ, resampling the (x, y) pairs; NaN with too few pairs."""
+    if len(x) < MIN_LOSSES_FOR_INTERVAL:
+        return math.nan, math.nan
     with np.errstate(invalid="ignore", divide="ignore"):
-        means = np.where(present, sample, 0).sum(axis) / present.sum(axis)
-    return np.where(np.isfinite(means), means, observed[:, None])
+        interval = stats.bootstrap((np.asarray(x), np.asarray(y)), kendall_tau, paired=True, vectorized=False,
+                                   n_resamples=RESAMPLES, method="BCa", rng=SEED).confidence_interval
+    return float(interval.low), float(interval.high)

@@ -27,7 +27,7 @@ def make_run(loss: str, seed: int, best: float, last: float | None = None, *, pa
         "curve": json.dumps([best - 2, best, last]), "wall_s": 30.0, "s_per_epoch": 10.0,
         "loss_ms": None if loss == "vanilla" else 1.5, "device": "NVIDIA H100 80GB HBM3", "torch_version": "2.4.1",
         "timm_version": "1.0.9", "distillbench_version": "0.1.0", "finished_at": f"2025-01-01T00:00:{seed:02d}+00:00",
-        "command": f"bench run --dataset {dataset} --seeds 0,1,2",
+        "command": f"bench run --dataset {dataset} --seeds 0,1,2", "teacher_fingerprint": "",  # a row from before it
     }
     unread = dict.fromkeys(set(COLUMNS) - set(row), "0")  # columns the report never reads (versions ...): any value
     return {**unread, **row, **fields}

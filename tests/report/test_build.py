@@ -37,7 +37,7 @@ def test_every_output_file_is_written(report):
     plots = directory / "plots"
     expected = {directory / "leaderboard.csv", directory / "leaderboard.md", directory / "report.html"}
     for pair in PAIRS:
-        for kind in ("accuracy", "curves", "cost"):
+        for kind in ("forest", "accuracy", "curves", "cost"):
             expected |= {plots / f"{pair}_standard_3ep_{kind}.png", plots / f"{pair}_standard_3ep_{kind}.svg"}
     expected |= {plots / "delta_vs_vanilla.png", plots / "delta_vs_vanilla.svg"}
     expected |= {plots / "critical_difference_standard_3ep.png", plots / "critical_difference_standard_3ep.svg"}
@@ -68,7 +68,8 @@ def test_markdown_marks_best_diverged_and_single_seed(report):
 
 def test_html_is_one_self_contained_page(report):
     page = (report[0] / "report.html").read_text()
-    assert page.count('<img src="data:image/png;base64,') == 8  # 3 figures per pair + heatmap + CD diagram
+    assert page.count('<img src="data:image/png;base64,') == 10  # 4 figures per pair + heatmap + CD diagram
+    assert page.count("<figcaption>") == 10 and "<figcaption> " not in page  # a caption under every figure
     assert "http://" not in page and "https://" not in page
     assert "<code>bench run --dataset toy --seeds 0,1,2</code>" in page
 
@@ -83,3 +84,30 @@ def test_one_pair_draws_no_heatmap(run_row, write_runs):
     root = write_runs([run_row("vanilla", 0, 70.0), run_row("kd", 0, 71.0)])
     written = build_report(root, console=False)
     assert not any(path.stem == "delta_vs_vanilla" for path in written)
+
+
+def test_the_page_opens_with_a_summary_of_what_is_real(report):
+    page = (report[0] / "report.html").read_text()
+    summary = page[page.index("<h2>Summary</h2>"):page.index("<h2>Leaderboard</h2>")]
+    assert f"{PAIRS[0]} (standard, 3 ep): best sp at 74.00% (1 seed, 10.00 s/epoch)." in summary
+    assert "No test against vanilla: no loss has two seeds paired with it" in summary  # kd's Δ is +2 on both seeds
+
+
+def test_one_epoch_draws_no_training_curves(run_row, write_runs):
+    rows = [run_row(loss, seed, 70.0 + i + seed, epochs=1, protocol="fast") for i, loss in enumerate(("vanilla", "kd"))
+            for seed in (0, 1)]
+    written = build_report(write_runs(rows), console=False)
+    assert not any(path.stem.endswith("_curves") for path in written)
+    assert any(path.stem.endswith("_accuracy") for path in written)
+
+
+def test_the_pareto_front_is_what_no_other_point_beats():
+    import numpy as np
+
+    from bench.report.plots import pareto_front
+
+    cost = np.array([10.0, 12.0, 11.0, 30.0, 12.0])
+    accuracy = np.array([80.0, 85.0, 79.0, 86.0, 84.0])
+    beaten = [any(cost[j] <= cost[i] and accuracy[j] >= accuracy[i] and (cost[j], accuracy[j]) != (cost[i], accuracy[i])
+                  for j in range(len(cost))) for i in range(len(cost))]
+    assert pareto_front(cost, accuracy).tolist() == [not b for b in beaten] == [True, True, False, True, False]

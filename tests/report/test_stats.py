@@ -72,20 +72,22 @@ def test_mean_delta_ci_and_paired_t_against_closed_form(board):
 def test_holm_across_the_losses_of_the_comparison(board):
     losses = list(DELTAS)
     raw = np.array([t_df2(DELTAS[loss])[3] for loss in losses])
-    assert board.loc[losses, "p_vanilla"].to_numpy(float) == pytest.approx(holm_by_hand(raw))
+    assert board.loc[losses, "p_raw_vanilla"].to_numpy(float) == pytest.approx(raw)
+    assert board.loc[losses, "p_holm_vanilla"].to_numpy(float) == pytest.approx(holm_by_hand(raw))
+    assert (board.loc[losses, "family_vanilla"] == 4).all()
     assert raw[losses.index("flat")] > 0.05  # so its mark below is the test's, not an artefact
 
 
-def test_marks_better_worse_indistinguishable_for_best_and_last(board):
+def test_marks_better_worse_not_significant_for_best_and_last(board):
     assert board.loc["up", "vs_vanilla"] == "better"
     assert board.loc["down", "vs_vanilla"] == "worse"
-    assert board.loc["flat", "vs_vanilla"] == "indistinguishable"
-    assert board.loc["up", "vs_vanilla_last"] == "indistinguishable"
+    assert board.loc["flat", "vs_vanilla"] == "not significant"
+    assert board.loc["up", "vs_vanilla_last"] == "not significant"
     assert board.loc["down", "vs_vanilla_last"] == "worse"
 
 
 def test_wilcoxon_needs_six_seeds(board):
-    assert board["p_wilcoxon_vanilla"].isna().all()  # 3 seeds: no signed-rank test
+    assert not [c for c in board.columns if c.startswith("p_wilcoxon")]  # 3 seeds: no signed-rank test, no column
 
 
 def test_wilcoxon_exact_on_six_seeds(run_row, write_runs):
@@ -98,7 +100,8 @@ def test_wilcoxon_exact_on_six_seeds(run_row, write_runs):
     sums = [sum(r for r, s in zip(ranks, signs) if s) for signs in itertools.product((0, 1), repeat=6)]
     exact = 2 * np.mean([s <= w_minus for s in sums])  # symmetric null: P(W- <= w) doubled
     assert exact == pytest.approx(2 * 2 / 64)
-    assert kd["p_wilcoxon_vanilla"] == pytest.approx(exact)  # one test in the family: Holm leaves it as is
+    assert kd["p_wilcoxon_raw_vanilla"] == pytest.approx(exact)
+    assert kd["p_wilcoxon_holm_vanilla"] == pytest.approx(exact)  # one test in the family: Holm leaves it as is
 
 
 def test_one_seed_gives_no_test_and_says_so(run_row, write_runs):
@@ -106,7 +109,7 @@ def test_one_seed_gives_no_test_and_says_so(run_row, write_runs):
     build_report(root, console=False)
     table = pd.read_csv(root / "toy" / "leaderboard.csv").set_index("loss")
     assert table.loc["crd", "delta_vanilla"] == pytest.approx(3.0)
-    for column in ("ci_low_vanilla", "p_vanilla", "p_kd", "rank_low", "seeds_needed"):
+    for column in ("ci_low_vanilla", "p_raw_vanilla", "p_holm_kd", "seed_ranks", "seeds_needed_vanilla"):
         assert table[column].isna().all(), column
     assert (table.loc[["crd", "kd"], "vs_vanilla"] == "no test").all()
     text = (root / "toy" / "leaderboard.md").read_text()
@@ -121,7 +124,7 @@ def test_missing_seed_pairs_only_shared_seeds(run_row, write_runs):
     kd = leaderboard(load_runs(write_runs(rows) / "toy" / "runs.csv"), baselines=("vanilla",)).set_index("loss").loc["kd"]
     mean, low, high, p = t_df1([2.5, 1.0])
     assert (kd["delta_vanilla"], kd["ci_low_vanilla"], kd["ci_high_vanilla"]) == pytest.approx((mean, low, high))
-    assert kd["p_vanilla"] == pytest.approx(p)
+    assert kd["p_raw_vanilla"] == pytest.approx(p)
 
 
 def test_diverged_run_is_excluded_from_the_test_and_counted(run_row, write_runs):
@@ -129,34 +132,50 @@ def test_diverged_run_is_excluded_from_the_test_and_counted(run_row, write_runs)
     rows += [run_row("at", 0, 71.0), run_row("at", 1, 74.0), run_row("at", 2, 90.0, diverged=True)]
     at = leaderboard(load_runs(write_runs(rows) / "toy" / "runs.csv"), baselines=("vanilla",)).set_index("loss").loc["at"]
     assert (at["n_seeds"], at["n_diverged"]) == (2, 1)
-    assert at["p_vanilla"] == pytest.approx(t_df1([1.0, 3.0])[3])
+    assert at["p_raw_vanilla"] == pytest.approx(t_df1([1.0, 3.0])[3])
+
+
+def power(n, sd, alpha=0.05):
+    """Two-sided paired t-test for a mean difference of 0.5, from the noncentral t."""
+    critical, shift = scipy_stats.t.ppf(1 - alpha / 2, n - 1), 0.5 / sd * math.sqrt(n)
+    return scipy_stats.nct.sf(critical, n - 1, shift) + scipy_stats.nct.cdf(-critical, n - 1, shift)
+
+
+def smallest_n(sd, alpha):
+    return next(n for n in range(2, 10_000) if power(n, sd, alpha) >= 0.8)
 
 
 def test_seeds_needed_reaches_the_power_one_seed_fewer_does_not():
-    def power(n, sd):  # two-sided paired t-test for a mean difference of 0.5
-        critical, shift = scipy_stats.t.ppf(0.975, n - 1), 0.5 / sd * math.sqrt(n)
-        return scipy_stats.nct.sf(critical, n - 1, shift) + scipy_stats.nct.cdf(-critical, n - 1, shift)
-
     for sd in (0.3, 1.0, 2.5):
         n = int(seeds_needed(sd))
         assert power(n, sd) >= 0.8 > power(n - 1, sd)
     assert seeds_needed(1.0) == 34
 
 
-def test_seeds_needed_uses_the_spread_of_the_differences(board):
-    assert board.loc["flat", "paired_sd"] == pytest.approx(1.0)  # sd of [2, 3, 1]
-    assert board.loc["flat", "seeds_needed"] == 34
+def test_seeds_needed_is_at_the_level_of_the_corrected_marks_with_the_sds_interval(board):
+    """Four losses against vanilla: the smallest corrected p must reach 0.05 / 4; the SD of 3 seeds is
+    uncertain by the χ² interval with 2 df (0.52× to 6.3×), and so is the count."""
+    assert board.loc["flat", "paired_sd_vanilla"] == pytest.approx(1.0)  # sd of [2, 3, 1]
+    low_sd, high_sd = math.sqrt(2 / scipy_stats.chi2.ppf(0.975, 2)), math.sqrt(2 / scipy_stats.chi2.ppf(0.025, 2))
+    assert (low_sd, high_sd) == pytest.approx((0.52, 6.28), abs=0.01)
+    flat = board.loc["flat"]
+    expected = [smallest_n(sd, 0.05 / 4) for sd in (1.0, low_sd, high_sd)]
+    assert [flat["seeds_needed_vanilla"], flat["seeds_needed_low_vanilla"], flat["seeds_needed_high_vanilla"]] == expected
+    assert expected[0] > 34  # more than at the uncorrected 0.05
 
 
-def test_rank_interval_matches_every_resample_of_two_seeds(run_row, write_runs):
-    # seeds {0}: kd 73 > at 72 > vanilla 70; {1}: vanilla 74 > at 72.5 > kd 71; {0, 1}: at 72.25 > vanilla = kd 72
-    values = {"vanilla": [70.0, 74.0], "kd": [73.0, 71.0], "at": [72.0, 72.5], "solo": [60.0]}
+def test_ranks_by_seed_are_each_seeds_own_ranking(run_row, write_runs):
+    """Three seeds give ten distinct bootstrap resamples; what is shown is each seed's ranking itself."""
+    values = {"vanilla": [70.0, 74.0, 71.0], "kd": [73.0, 71.0, 72.0], "at": [72.0, 72.5, 70.0], "solo": [60.0]}
     rows = [run_row(loss, seed, best) for loss, bests in values.items() for seed, best in enumerate(bests)]
-    runs = load_runs(write_runs(rows) / "toy" / "runs.csv")
-    table = leaderboard(runs).set_index("loss")
-    assert table[["rank_low", "rank_high"]].loc[["vanilla", "kd", "at"]].to_numpy().tolist() == [[1, 3], [1, 3], [1, 2]]
-    assert pd.isna(table.loc["solo", "rank_low"])  # one seed: nothing to resample
-    assert leaderboard(runs).equals(leaderboard(runs))  # seeded: the same intervals every time
+    table = leaderboard(load_runs(write_runs(rows) / "toy" / "runs.csv")).set_index("loss")
+    grid = pd.DataFrame({loss: bests for loss, bests in values.items() if loss != "solo"})
+    grid["solo"] = [60.0, np.nan, np.nan]
+    ranks = scipy_stats.rankdata(-grid.to_numpy(), axis=1, method="min", nan_policy="omit")
+    for column, loss in enumerate(["vanilla", "kd", "at"]):
+        assert table.loc[loss, "seed_ranks"] == " · ".join(str(int(r)) for r in ranks[:, column])
+    assert pd.isna(table.loc["solo", "seed_ranks"])  # one seed: its rank is the rank
+    assert "rank_low" not in table and "rank_high" not in table
 
 
 def test_friedman_against_the_rank_formula(run_row, write_runs):
@@ -186,11 +205,10 @@ def test_kendall_tau_between_protocols_by_hand(run_row, write_runs):
     runs = load_runs(write_runs(rows) / "toy" / "runs.csv")
     result = protocol_agreement(runs[runs["protocol"] == "fast"], runs[runs["protocol"] == "slow"])
     assert result.tau == pytest.approx((5 - 1) / 6)
-    assert -1 <= result.low <= result.tau <= result.high <= 1
-    again = protocol_agreement(runs[runs["protocol"] == "fast"], runs[runs["protocol"] == "slow"])
-    assert (again.low, again.high) == (result.low, result.high)
+    assert math.isnan(result.low)  # four losses: too few to resample
+    assert result.within == ([1.0], [1.0])  # each protocol's two seeds rank alike
     one_seed = protocol_agreement(runs[runs["protocol"] == "fast"], runs[(runs["protocol"] == "slow") & (runs["seed"] == 0)])
-    assert one_seed.tau == pytest.approx(4 / 6) and math.isnan(one_seed.low)
+    assert one_seed.tau == pytest.approx(4 / 6) and one_seed.within == ([1.0], [])
 
 
 def test_seeds_needed_note_pools_the_paired_spread(board):
@@ -199,7 +217,7 @@ def test_seeds_needed_note_pools_the_paired_spread(board):
     pooled = math.sqrt(np.mean(np.square(sds)))
     [note] = comparison_notes(shown).values()
     assert f"Paired SD of Δ best top-1 to vanilla: {pooled:.2f} points (pooled over 4 losses)" in note
-    assert f"→ {int(seeds_needed(pooled))} seeds would resolve" in note
+    assert f"→ {smallest_n(pooled, 0.05 / 4)} [" in note and "at α / 4 = 0.0125" in note
 
 
 def test_a_tiny_paired_spread_needs_few_seeds_not_a_failed_solve():
