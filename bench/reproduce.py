@@ -34,7 +34,7 @@ NUMBERS = ["best_top1", "best_top5", "best_epoch", "last_top1", "last_top5", "te
            "diverged", "curve"]
 ENVIRONMENT = ["device", "torch_version", "timm_version", *LIBRARIES, "python_version"]
 REPLACED = ("--losses", "--seeds", "--results-dir", "--cache-dir", "--nproc")  # set by the reproduction
-NOT_IN_RUN_ID = {"command", "run_id", "device", "torch_threads", "world_size", "per_rank_batch"}
+NOT_IN_RUN_ID = {"command", "run_id", "device", "torch_threads", "world_size", "per_rank_batch", "diagnostics"}
 
 
 @dataclass(frozen=True)
