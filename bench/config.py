@@ -108,6 +108,9 @@ class TrainSettings:
     # bench.training.schedule: "step" (x gamma at milestones) or "cosine" (to 0, per batch); out of the repr,
     # which teacher cache keys hash, so step-schedule teachers keep their keys (see ``identity``)
     schedule: str = field(default="step", repr=False)
+    # gradient clipping: the students' total gradient norm clipped to this before each step (None: none);
+    # out of the repr too, so teacher keys stay as they were, and out of a run id unless set
+    clip_grad: float | None = field(default=None, repr=False)
 
     def __post_init__(self):
         for name in ("epochs", "batch_size"):
@@ -117,11 +120,14 @@ class TrainSettings:
             raise ConfigError(f"lr must be positive and finite, got {self.lr}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"unknown schedule '{self.schedule}'; expected one of: {', '.join(SCHEDULES)}")
+        if self.clip_grad is not None and not 0 < self.clip_grad < math.inf:
+            raise ConfigError(f"clip_grad must be a positive, finite gradient norm, got {self.clip_grad}")
 
     def identity(self) -> dict[str, Any]:
         """What a cached result trained with these settings is keyed by; the step schedule, the only one
         there once was, stays implicit so that keys made before schedules existed still match."""
-        return {"train": self} if self.schedule == "step" else {"train": self, "schedule": self.schedule}
+        key = {"train": self} if self.schedule == "step" else {"train": self, "schedule": self.schedule}
+        return key if self.clip_grad is None else {**key, "clip_grad": self.clip_grad}
 
 
 def loss_schedule(recipe: Mapping[str, Any], protocol: str, loss: str,
@@ -164,6 +170,15 @@ def resolve_train(recipe: Mapping[str, Any], protocol: str, student: str | None,
         raise ConfigError(f"unknown training setting(s) {', '.join(sorted(unknown))}; expected: {', '.join(sorted(fields))}")
     settings["milestones"] = tuple(settings["milestones"])
     return TrainSettings(**settings)
+
+
+def resolve_validation(recipe: Mapping[str, Any], requested: int | None) -> int | None:
+    """Images of the validation split carved from the training split: ``--validation-size`` (0: none, the
+    whole training split trains, as runs before validation splits did), else the recipe's ``[validation] size``."""
+    size = recipe.get("validation", {}).get("size") if requested is None else requested
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
+        raise ConfigError(f"a validation size is a whole number of images, 0 for none; got {size!r}")
+    return size or None
 
 
 # -- losses ------------------------------------------------------------------------------------------
@@ -294,6 +309,7 @@ class RunSpec:
     student_stem: str
     teacher_seed: int | None = None  # one teacher for every seed of a comparison; None: each seed trains its own
     strong_view: bool = False  # every batch also as a strongly augmented view (MLKD's recipe, bench.data.views)
+    validation_size: int | None = None  # images carved from the training split for selection (bench.data.validation)
 
     def as_dict(self, with_seed: bool = True) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -302,8 +318,12 @@ class RunSpec:
             data.pop("teacher_seed")  # runs with a per-seed teacher keep the ids they always had
         if not data["strong_view"]:
             data.pop("strong_view")  # and runs of one view, the only kind there was
+        if data["validation_size"] is None:
+            data.pop("validation_size")  # and runs on the whole training split, the only kind there was
         if data["train"]["schedule"] == "step":
             data["train"].pop("schedule")  # so do runs of the step schedule, the only one there was
+        if data["train"]["clip_grad"] is None:
+            data["train"].pop("clip_grad")  # and runs without gradient clipping
         if not with_seed:
             data.pop("seed")
         return data

@@ -3,6 +3,10 @@
 For each seed, the runs of every requested loss that are not already in the results store form
 one cohort: they share the teacher, the data stream and each batch's teacher forward. Students
 resume from their last epoch checkpoint; finished runs are skipped.
+
+Students train on the training split less its validation split (the recipe's ``[validation] size``,
+``--validation-size``) and are evaluated on both held-out splits after every epoch; the teacher trains on
+the whole training split. Code that drives cohorts reads each epoch through ``execute(plan, on_epoch=...)``.
 """
 
 from __future__ import annotations
@@ -15,20 +19,22 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Optional
 
 import torch
 from filelock import Timeout
 
 from bench import checkpoint
+from bench.collapse import collapse_reason
 from bench.cohort import Acceleration, Student, new_student, train_cohort
 from bench.config import (
     STANDARD_PROTOCOL, RunSpec, dataset_recipe, loss_schedule, pair_loss_settings, parse_overrides,
-    resolve_loss, resolve_pair, resolve_train,
+    resolve_loss, resolve_pair, resolve_train, resolve_validation,
 )
 from bench.data import DATASETS, DataRequest, LoadedDataset, load_dataset, make_stream
 from bench.data.base import ImageTensors
 from bench.data.stream import LoaderStream, Loading, ResidentStream, batches_per_epoch
+from bench.data.validation import carve_validation
 from bench.environment import device_name, resolve_device, versions
 from bench.models import PREACT_MODELS, check_model_name, create_network, gives_preact, probe_shapes
 from bench.progress import Reporter
@@ -66,6 +72,8 @@ class RunRequest:
     teacher_checkpoint: Path | None = None
     teacher_seed: int | None = None
     strong_view: bool = False  # a second, strongly augmented view of every batch for every student
+    validation_size: int | None = None  # images held out of the students' training split; None: the recipe's, 0: none
+    clip_grad: float | None = None  # the students' gradient norm clipped to this (the teacher's never); None: the recipe's
     sequential: bool = False
     accel: Acceleration = field(default_factory=Acceleration)
     loading: Loading = field(default_factory=Loading)
@@ -79,10 +87,19 @@ class RunRequest:
 class Plan:
     request: RunRequest
     device: torch.device
-    data: LoadedDataset
+    data: LoadedDataset  # as loaded: the teacher trains on its whole training split
     specs: dict[int, list[RunSpec]]  # seed -> the runs of that seed still to do
     teacher: TeacherPlan
     skipped: int
+    student_data: LoadedDataset  # what the students see: training split less validation, validation, test
+
+
+EpochHook = Callable[[RunSpec, int, dict], bool]
+"""``on_epoch(run, epoch, record)``, called (on the main process) after every epoch of every run, ``epoch``
+counted from 1. ``record`` is that epoch's history entry: ``val_top1`` / ``val_top5`` (validation top-1 /
+top-5 in %; None without a validation split), ``top1`` / ``top5`` (test), ``top_class_share`` (test, %),
+``train`` (mean of each loss term), ``lr``; scores are NaN once the run diverged. Returning True stops that
+run after this epoch: no row is written (its checkpoint stays, so a later ``bench run`` resumes it)."""
 
 
 def plan_run(request: RunRequest) -> Plan:
@@ -105,10 +122,13 @@ def plan_run(request: RunRequest) -> Plan:
     teacher_settings = resolve_train(recipe, request.protocol, None, cli)
     tuned = pair_loss_settings(pair, request.dataset)
     loss_specs = [resolve_loss(name, recipe, overrides.get(name, {}), tuned) for name in loss_names]
-    settings = {spec.name: resolve_train(recipe, request.protocol, pair.student, cli,
+    student_cli = {**cli, "clip_grad": request.clip_grad}
+    settings = {spec.name: resolve_train(recipe, request.protocol, pair.student, student_cli,
                                          loss_schedule(recipe, request.protocol, spec.name, tuned))
                 for spec in loss_specs}
     data = load_dataset(request.dataset, DataRequest(request.data_dir, request.download, request.train_split))
+    validation_size = resolve_validation(recipe, request.validation_size)
+    student_data = carve_validation(data, validation_size) if validation_size else data
     if request.strong_view and not (isinstance(data.train, ImageTensors) and request.loading.path == "resident"):
         raise ConfigError(f"--strong-view needs a dataset held in memory (every one but imagenet) and --data-path "
                           f"resident; got {request.dataset} with --data-path {request.loading.path}")
@@ -120,20 +140,21 @@ def plan_run(request: RunRequest) -> Plan:
     teacher = plan_teacher(pair, request.dataset, request.train_split, teacher_settings, request.teacher_checkpoint)
     for train in settings.values():
         request.world.per_rank_batch(train.batch_size)
-    for who, train in (*(("student", s) for s in settings.values()), ("teacher", teacher.settings)):
-        if train is not None and train.batch_size > len(data.train):
+    for who, train, images in (*(("student", s, len(student_data.train)) for s in settings.values()),
+                               ("teacher", teacher.settings, len(data.train))):
+        if train is not None and train.batch_size > images:
             raise ConfigError(f"{who} batch size {train.batch_size} is larger than the training set of "
-                              f"{request.dataset} ({len(data.train)} images), so an epoch would have no step; "
-                              f"expected --batch-size {len(data.train)} or less")
+                              f"{request.dataset} ({images} images), so an epoch would have no step; "
+                              f"expected --batch-size {images} or less")
     specs, skipped = {}, 0
     for seed in request.seeds:
         runs = [RunSpec(request.dataset, request.train_split, pair, teacher.source, spec, seed,
                         request.protocol, settings[spec.name], stem, _teacher_seed(request, teacher),
-                        request.strong_view)
+                        request.strong_view, validation_size)
                 for spec in loss_specs]
         specs[seed] = [run for run in runs if run.run_id not in finished]
         skipped += len(runs) - len(specs[seed])
-    return Plan(request, device, data, specs, teacher, skipped)
+    return Plan(request, device, data, specs, teacher, skipped, student_data)
 
 
 def _check_preact(loss_names: list[str], pair, student_network, info) -> None:
@@ -156,7 +177,8 @@ def _teacher_seed(request: RunRequest, teacher: TeacherPlan) -> int | None:
     return request.teacher_seed
 
 
-def execute(plan: Plan) -> ResultsStore:
+def execute(plan: Plan, on_epoch: Optional[EpochHook] = None) -> ResultsStore:
+    """Train and record every planned run; ``on_epoch`` (see ``EpochHook``) sees each epoch of each run."""
     request = plan.request
     reporter = Reporter(request.quiet or not request.world.is_main)
     store = ResultsStore(request.results_dir, request.dataset)
@@ -174,7 +196,7 @@ def execute(plan: Plan) -> ResultsStore:
                     reporter.info(f"seed {seed}: teacher {mine[0].pair.teacher} {teacher.top1:.2f}% top-1; "
                                   f"training {', '.join(r.loss.name for r in mine)}")
                     for cohort in [[run] for run in mine] if request.sequential else _cohorts(mine):
-                        _train_and_record(cohort, teacher, plan, store, reporter)
+                        _train_and_record(cohort, teacher, plan, store, reporter, on_epoch)
             if busy:
                 reporter.info(f"seed {seed}: another process is training {', '.join(r.loss.name for r in busy)}; "
                               f"waiting for it")
@@ -213,15 +235,17 @@ def _checkpoint_path(request: RunRequest, run: RunSpec) -> Path:
     return request.cache_dir / "runs" / f"{run.run_id}.pt"
 
 
-def _train_and_record(runs: list[RunSpec], teacher: Teacher, plan: Plan, store: ResultsStore, reporter: Reporter) -> None:
-    request, data, device = plan.request, plan.data, plan.device
+def _train_and_record(runs: list[RunSpec], teacher: Teacher, plan: Plan, store: ResultsStore, reporter: Reporter,
+                      on_epoch: Optional[EpochHook]) -> None:
+    request, data, device = plan.request, plan.student_data, plan.device
     seed = runs[0].seed
     settings = runs[0].train
     world = request.world
     train = make_stream(data.train, data.info, settings.batch_size, device, train=True, seed=seed,
                         loading=request.loading, shard=world.shard)
-    test = make_stream(data.test, data.info, 256, device, train=False, seed=seed, loading=request.loading,
-                       shard=world.shard)
+    test, validation = (None if split is None else make_stream(split, data.info, 256, device, train=False, seed=seed,
+                                                               loading=request.loading, shard=world.shard)
+                        for split in (data.test, data.validation))
     students = [_build_student(run, teacher, plan, reporter) for run in runs]
     by_student = dict(zip(map(id, students), runs))
     logs = {id(s): request.tracking.open(store.directory, run.run_id, run.as_dict(), settings.batch_size)
@@ -233,24 +257,31 @@ def _train_and_record(runs: list[RunSpec], teacher: Teacher, plan: Plan, store: 
             checkpoint.save(student.state_dict(), _checkpoint_path(request, by_student[id(student)]))
         if id(student) in logs:
             logs[id(student)].write(student.history[-1], student.epochs_done, len(train))
+        if on_epoch is not None:  # one decision for every process
+            run = by_student[id(student)]
+            student.stopped = bool(world.broadcast(world.is_main and on_epoch(run, student.epochs_done,
+                                                                              student.history[-1])))
 
     train_cohort(students, teacher.network, train, test, reporter, request.accel, on_epoch_end=save,
-                 strong_view=runs[0].strong_view)
+                 strong_view=runs[0].strong_view, validation=validation)
     for log in logs.values():
         log.close()
     for student in students if world.is_main else ():  # every student is done: record each (also one whose row a crash lost)
+        if student.stopped:
+            continue
         run = by_student[id(student)]
         store.append(result_row(run, student, teacher, plan, request.command),
                      {**run.as_dict(), "run_id": run.run_id, "command": request.command, "world_size": world.size,
                       "per_rank_batch": world.per_rank_batch(settings.batch_size),
                       # what `bench reproduce` needs beside the command: "auto" resolved, and CPU kernels' threads
-                      "device": str(device), "torch_threads": torch.get_num_threads()})
+                      "device": str(device), "torch_threads": torch.get_num_threads(),
+                      "diagnostics": diagnostics(student)})
     reporter.info(f"seed {seed}: {len(students)} student(s) trained in {time.perf_counter() - started:.0f} s")
 
 
 def _build_student(run: RunSpec, teacher: Teacher, plan: Plan, reporter: Reporter) -> Student:
     """Same seed -> same initial weights for every loss; the loss's own parts seeded per loss."""
-    request, data, device = plan.request, plan.data, plan.device
+    request, data, device = plan.request, plan.student_data, plan.device
     torch.manual_seed(derive_seed(run.seed, "student-init"))
     network, _ = create_network(run.pair.student, data.info)
     network = sync_batchnorm(network.to(device), request.world)
@@ -297,11 +328,44 @@ def _passes(stream: ResidentStream | LoaderStream, reporter: Reporter, label: st
     return batches
 
 
+def best_epoch(curve: list[float]) -> int | None:
+    """The epoch (from 1) of a curve's highest score, the later one on a tie; None when every score is NaN."""
+    scored = [(value, epoch) for epoch, value in enumerate(curve, 1) if not math.isnan(value)]
+    return max(scored)[1] if scored else None
+
+
+def validation_columns(run: RunSpec, history: list[dict]) -> dict:
+    """The validation-selected epoch, its validation top-1 and its test top-1 / top-5; empty without a split."""
+    if run.validation_size is None:
+        return dict.fromkeys(["val_size", "val_curve", "selected_epoch", "val_top1", "selected_top1", "selected_top5"])
+    curve = [h["val_top1"] for h in history]
+    chosen = best_epoch(curve)
+    at = (lambda key: round(history[chosen - 1][key], 2)) if chosen else (lambda key: math.nan)
+    return {"val_size": run.validation_size, "val_curve": _json([round(c, 2) for c in curve]),
+            "selected_epoch": chosen, "val_top1": at("val_top1"), "selected_top1": at("top1"),
+            "selected_top5": at("top5")}
+
+
+def diagnostics(student: Student) -> dict:
+    """What a collapse can be read from in the stored config: each epoch's mean of every term, and the first
+    steps' terms, logit scale (std and mean over the batch) and total gradient norm (before any clipping)."""
+    return {"epoch_terms": [h["train"] for h in student.history], "first_steps": student.first_steps}
+
+
+def collapse_columns(student: Student, num_classes: int) -> dict:
+    """The most-predicted class's share at the last test evaluation, and whether the run collapsed (and why);
+    a diverged run is diverged, not collapsed."""
+    last = student.history[-1]
+    share = last.get("top_class_share", math.nan)  # a checkpoint from before the share was counted has none
+    reason = "" if student.diverged or math.isnan(share) else collapse_reason(last["top1"], share, num_classes)
+    return {"top_class_share": None if math.isnan(share) else round(share, 2), "collapsed": bool(reason),
+            "collapse_reason": reason}
+
+
 def result_row(run: RunSpec, student: Student, teacher: Teacher, plan: Plan, command: str) -> dict:
     curve = [h["top1"] for h in student.history]
-    scored = [(top1, epoch) for epoch, top1 in enumerate(curve, 1) if not math.isnan(top1)]
-    best_top1, best_epoch = max(scored) if scored else (math.nan, None)
-    best_top5 = student.history[best_epoch - 1]["top5"] if best_epoch else math.nan
+    best = best_epoch(curve)
+    best_top1, best_top5 = (curve[best - 1], student.history[best - 1]["top5"]) if best else (math.nan, math.nan)
     loss_ms = [h["loss_ms"] for h in student.history if h["loss_ms"] is not None and run.loss.weight]
     return {
         "run_id": run.run_id, "recipe_hash": run.recipe_hash, "dataset": run.dataset, "pair": run.pair.name,
@@ -309,12 +373,14 @@ def result_row(run: RunSpec, student: Student, teacher: Teacher, plan: Plan, com
         "provider": run.loss.provider, "provider_version": run.loss.provider_version, "seed": run.seed,
         "teacher_seed": run.teacher_trained_with,
         "protocol": run.protocol, "strong_view": run.strong_view, "stem": run.student_stem, "epochs": run.train.epochs,
-        "batch_size": run.train.batch_size, "lr": run.train.lr, "weight": run.loss.weight,
+        "batch_size": run.train.batch_size, "lr": run.train.lr, "clip_grad": run.train.clip_grad, "weight": run.loss.weight,
         "ce_weight": run.loss.ce_weight, "hparams": _json(run.loss.params),
-        "best_top1": round(best_top1, 2), "best_top5": round(best_top5, 2), "best_epoch": best_epoch,
+        "best_top1": round(best_top1, 2), "best_top5": round(best_top5, 2), "best_epoch": best,
         "last_top1": round(curve[-1], 2), "last_top5": round(student.history[-1]["top5"], 2),
+        **validation_columns(run, student.history),
         "teacher_top1": round(teacher.top1, 2), "teacher_top5": round(teacher.top5, 2),
-        "teacher_fingerprint": teacher.fingerprint, "diverged": student.diverged, "curve": _json([round(c, 2) for c in curve]),
+        "teacher_fingerprint": teacher.fingerprint, "diverged": student.diverged,
+        **collapse_columns(student, plan.data.info.num_classes), "curve": _json([round(c, 2) for c in curve]),
         "wall_s": round(sum(h["wall_s"] for h in student.history), 1),
         "s_per_epoch": round(sum(h["step_s"] for h in student.history) / len(curve), 2),
         "loss_ms": round(sum(loss_ms) / len(loss_ms), 3) if loss_ms else None,

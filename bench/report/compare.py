@@ -94,7 +94,7 @@ def _in_words(test) -> str:
 
 
 def compare_protocols(selected: dict[str, pd.DataFrame], first: str, second: str) -> Group:
-    """Per dataset and pair: Kendall's τ between the two protocols' rankings by mean best top-1."""
+    """Per dataset and pair: Kendall's τ between the two protocols' rankings by mean selected top-1."""
     _check_present("protocol", (first, second), {p for runs in selected.values() for p in runs["protocol"]})
     found = [c for dataset, runs in selected.items() for c in protocol_comparisons(dataset, runs, first, second)]
     if not found:

@@ -18,18 +18,20 @@ from bench.report.display import cells, comparison_notes, correction_of
 from bench.report.stats import CORRECTIONS
 
 IN_TITLE = ["pair", "setting", "teacher (%)"]
-SHORT = {"best top-1 (%)": "best", "last top-1 (%)": "last", "top-5 (%)": "top-5", "loss ms/step": "ms/step",
+SHORT = {"selected top-1 (%)": "top-1", "val top-1 (%)": "val", "best on test (%)": "best on test",
+         "last top-1 (%)": "last", "top-5 (%)": "top-5", "loss ms/step": "ms/step",
          "published (%)": "paper", "Δ published (last)": "Δ paper", "seeds": "n", "ranks by seed": "seed ranks"}
 # inside headers named per baseline; the footer names the correction the marks use
 ABBREVIATED = {"seeds for Δ 0.5": "seeds Δ0.5", " (unadjusted)": " (unadj.)", " (holm)": "", " (bh)": ""}
 # columns left out where a table is too wide, by header prefix, earliest first
-DROPPED_FIRST = ("top-5 (%)", "loss ms/step", "s/epoch", "Δ published (last)", "published (%)", "seeds for Δ 0.5",
+DROPPED_FIRST = ("top-5 (%)", "best on test (%)", "val top-1 (%)", "loss ms/step", "s/epoch", "Δ published (last)", "published (%)", "seeds for Δ 0.5",
                  "95% CI", "ranks by seed", "last top-1 (%)")
 
 
 def leaderboard_tables(dataset: str, shown: pd.DataFrame, caption: str, console: Console) -> Group:
     text = cells(shown).drop(columns=IN_TITLE)
-    text["seeds"] = [f"{n}+{d}" if d else str(n) for n, d in zip(shown["n_seeds"], shown["n_diverged"])]
+    text["seeds"] = [f"{n}{f'+{d}d' if d else ''}{f'+{c}c' if c else ''}"
+                     for n, d, c in zip(shown["n_seeds"], shown["n_diverged"], shown["n_collapsed"])]
     notes = comparison_notes(shown)
     parts = []
     for group, rows in shown.groupby("group", sort=False):
@@ -48,7 +50,7 @@ def leaderboard_tables(dataset: str, shown: pd.DataFrame, caption: str, console:
                               style="dim"))
         parts.append(Text(notes[group], style="dim"))
     correction = CORRECTIONS[correction_of(shown)][1]
-    footer = (f"n: finished seeds (+ diverged, excluded). top-1 / top-5 in %. vs: paired t-test, p corrected ({correction}) "
+    footer = (f"n: finished seeds (+d diverged, +c collapsed: excluded). top-1 / top-5 in %. vs: paired t-test, p corrected ({correction}) "
               f"over every loss of the comparison. {caption.replace('`', '')}")
     return Group(*parts, Text(footer, style="dim"))
 

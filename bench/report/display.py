@@ -1,7 +1,8 @@
 """How leaderboard numbers read: the cells, labels and notes shared by markdown, HTML and console.
 
 One place decides that a single seed shows "± n/a", a recipe whose seeds all diverged shows
-"diverged" and a missing baseline shows "–", so the three renderings never disagree.
+"diverged" (all collapsed: "collapsed") and a missing baseline shows "–", so the three renderings
+never disagree.
 """
 
 from __future__ import annotations
@@ -22,14 +23,19 @@ def column_notes(correction: str) -> str:
     """What every column of the leaderboard is, for the correction the marks use."""
     name = CORRECTIONS[correction][1]
     return (
-        "best / last: top-1 at the best / last epoch, mean ± sample std over seeds (n/a for one seed). "
-        "Diverged runs are counted, never averaged or tested. "
-        "#: rank by mean best top-1 within the comparison; ranks by seed: the rank within each seed, in seed order "
+        "selected: test top-1 at the epoch of the highest validation top-1 (the validation split is carved from the "
+        "training images, its size in the setting); a setting that names no validation split has none (runs from "
+        "before it existed), and there selected is the best epoch on test. val: validation top-1 at that epoch. "
+        "last: test top-1 at the last epoch. Each is a mean ± sample std over seeds (n/a for one seed). best on "
+        "test: the best epoch chosen on the test set, shown only beside published tables, which report it. "
+        "Diverged runs are counted, never averaged or tested; so are collapsed runs (at chance or one class), listed "
+        "apart. "
+        "#: rank by mean selected top-1 within the comparison; ranks by seed: the rank within each seed, in seed order "
         "(with 3 seeds no resampled interval reaches 95%, so none is shown). "
-        "Δ: mean per-seed difference in best top-1 to the baseline over the seeds both finished against the same "
+        "Δ: mean per-seed difference in selected top-1 to the baseline over the seeds both finished against the same "
         "teacher (runs of a seed share the student's init and batches), with its t-based 95% CI for that comparison "
         f"alone (unadjusted; the marks are adjusted). vs: paired t-test, p corrected by {name} over every loss of the "
-        f"comparison (not only those displayed), best then last epoch (one mark where best = last): ▲ better, ▼ worse, "
+        f"comparison (not only those displayed), selected then last epoch (one mark after one epoch, where they are one): ▲ better, ▼ worse, "
         f"n.s. not significant at α = {ALPHA} after correction (not a finding of no difference); n/a: fewer than two "
         f"shared seeds, no test. leaderboard.csv has raw and corrected p (p_raw_*, p_{correction}_*) and the family "
         f"size; Wilcoxon signed-rank columns only where some loss has ≥ {MIN_WILCOXON} seeds (below, its smallest "
@@ -49,6 +55,7 @@ def labelled(table: pd.DataFrame) -> pd.DataFrame:
     shown["group"] = shown.groupby(COMPARISON, dropna=False, sort=False).ngroup()
     shown["setting"] = shown["protocol"].astype(str) + ", " + shown["epochs"].astype(str) + " ep"
     shown.loc[shown["strong_view"].eq(True), "setting"] += ", strong view"
+    shown["setting"] += shown["val_size"].map(lambda size: "" if pd.isna(size) else f", validation {size:.0f}")
     budget = shown.groupby(["dataset", "pair", "protocol", "epochs"])[["stem", "batch_size", "lr"]]
     ambiguous = budget.transform("nunique").gt(1).any(axis=1)
     detail = ", bs " + shown["batch_size"].astype(str) + ", lr " + shown["lr"].map("{:g}".format)
@@ -74,10 +81,11 @@ def cells(shown: pd.DataFrame) -> pd.DataFrame:
     out["#"] = shown["rank"].map(lambda r: MISSING if pd.isna(r) else str(r))
     out["ranks by seed"] = shown["seed_ranks"].map(lambda ranks: "n/a" if pd.isna(ranks) else ranks)
     out["loss"] = shown["label"]
-    out["seeds"] = [_seeds(n, d) for n, d in zip(shown["n_seeds"], shown["n_diverged"])]
-    out["best top-1 (%)"] = _spread(shown, "best_top1")
+    out["seeds"] = [_seeds(*counts) for counts in zip(shown["n_seeds"], shown["n_diverged"], shown["n_collapsed"])]
+    out["selected top-1 (%)"] = _spread(shown, "selected_top1")
+    out["val top-1 (%)"] = shown["val_top1_mean"].map(number)
     out["last top-1 (%)"] = _spread(shown, "last_top1")
-    out["top-5 (%)"] = shown["best_top5_mean"].map(number)
+    out["top-5 (%)"] = shown["selected_top5_mean"].map(number)
     correction = correction_of(shown)
     one_epoch = shown["epochs"].eq(1).to_list()
     for baseline in baselines(shown):
@@ -94,6 +102,7 @@ def cells(shown: pd.DataFrame) -> pd.DataFrame:
     out["s/epoch"] = shown["s_per_epoch"].map(number)
     out["loss ms/step"] = shown["loss_ms"].map(number)
     if "published_top1" in shown:
+        out["best on test (%)"] = _spread(shown, "best_top1")
         out["published (%)"] = shown["published_top1"].map(number)
         out["Δ published (last)"] = shown["delta_published"].map(signed)
     return out
@@ -127,7 +136,7 @@ def _study_size(rows: pd.DataFrame, baseline: str) -> str:
     pooled = float((spread ** 2).mean() ** 0.5)
     family = int(rows[f"family_{baseline}"].max())
     needed = _needed(*study_size(pooled, seeds, ALPHA / family))
-    return (f"{seeds} seeds. Paired SD of Δ best top-1 to {baseline}: {pooled:.2f} points (pooled over {len(spread)} "
+    return (f"{seeds} seeds. Paired SD of Δ selected top-1 to {baseline}: {pooled:.2f} points (pooled over {len(spread)} "
             f"losses) → {needed} seeds would resolve Δ = {EFFECT} points with {POWER:.0%} power at "
             f"α / {family} = {ALPHA / family:.3g}, the level the smallest of {family} corrected p-values must reach "
             f"(in brackets: from both ends of the SD's 95% interval over {seeds} seeds).")
@@ -148,7 +157,7 @@ def summary_lines(shown: pd.DataFrame) -> list[str]:
         if not usable.empty:
             top = usable.sort_values("rank", kind="stable").iloc[0]
             seeds = int(top["n_seeds"])
-            parts.append(f"best {top['label']} at {top['best_top1_mean']:.2f}% ({seeds} seed{'s' * (seeds != 1)}, "
+            parts.append(f"best {top['label']} at {top['selected_top1_mean']:.2f}% ({seeds} seed{'s' * (seeds != 1)}, "
                          f"{number(top['s_per_epoch'])} s/epoch).")
         for baseline in baselines(rows):
             tested = rows[f"family_{baseline}"].max()
@@ -227,10 +236,10 @@ def signed(value: float) -> str:
 
 
 def _spread(shown: pd.DataFrame, metric: str) -> list[str]:
-    """Mean ± std per row; "diverged" where no seed finished."""
-    triples = zip(shown[f"{metric}_mean"], shown[f"{metric}_std"], shown["n_seeds"])
-    return ["diverged" if n == 0 else f"{mean:.2f} ± {'n/a' if pd.isna(std) else f'{std:.2f}'}"
-            for mean, std, n in triples]
+    """Mean ± std per row; "diverged" where no seed finished, "collapsed" where every one that did collapsed."""
+    rows = zip(shown[f"{metric}_mean"], shown[f"{metric}_std"], shown["n_seeds"], shown["n_collapsed"])
+    return [("collapsed" if collapsed else "diverged") if n == 0 else f"{mean:.2f} ± {'n/a' if pd.isna(std) else f'{std:.2f}'}"
+            for mean, std, n, collapsed in rows]
 
 
 def _ci(delta: float, low: float, high: float) -> str:
@@ -240,7 +249,7 @@ def _ci(delta: float, low: float, high: float) -> str:
 
 
 def _marks(best: str, last: str, one_epoch: bool = False) -> str:
-    """Best- then last-epoch verdict as two marks (one where best = last, after one epoch); n/a where
+    """Selected- then last-epoch verdict as two marks (one after one epoch, where they are the same epoch); n/a where
     neither was tested; – where nothing is paired."""
     if pd.isna(best):
         return MISSING
@@ -249,8 +258,29 @@ def _marks(best: str, last: str, one_epoch: bool = False) -> str:
     return MARKS.get(best, "n/a") if one_epoch else f"{MARKS.get(best, 'n/a')} {MARKS.get(last, 'n/a')}"
 
 
-def _seeds(n_seeds: int, n_diverged: int) -> str:
-    return f"{n_seeds} (+{n_diverged} diverged)" if n_diverged else str(n_seeds)
+def _seeds(n_seeds: int, n_diverged: int, n_collapsed: int) -> str:
+    apart = [f"+{count} {status}" for count, status in ((n_diverged, "diverged"), (n_collapsed, "collapsed")) if count]
+    return f"{n_seeds} ({', '.join(apart)})" if apart else str(n_seeds)
+
+
+def collapse_line(collapsed: pd.DataFrame) -> str | None:
+    """One line naming which method collapsed under which protocol, with how many seeds; None when none did."""
+    if collapsed.empty:
+        return None
+    counts = collapsed.groupby(["loss", "pair", "protocol", "strong_view"], sort=True)["seed"].nunique()
+    named = [f"{loss} ({pair}, {protocol}{', strong view' if strong else ''}: {seeds} seed{'s' * (seeds != 1)})"
+             for (loss, pair, protocol, strong), seeds in counts.items()]
+    return ("Collapsed (at chance or one class predicted; left out of every mean, test, rank and τ, "
+            f"bench report --include-collapsed keeps them): {'; '.join(named)}.")
+
+
+def collapsed_runs(collapsed: pd.DataFrame) -> pd.DataFrame:
+    """The collapsed runs one by one, as the leaderboard's own part shows them."""
+    out = collapsed.sort_values(["pair", "protocol", "loss", "seed"], kind="stable")
+    protocol = out["protocol"] + out["strong_view"].map({True: ", strong view", False: ""})
+    return pd.DataFrame({"loss": out["loss"], "pair": out["pair"], "protocol": protocol,
+                         "seed": out["seed"].astype(int).astype(str), "last top-1 (%)": out["last_top1"].map(number),
+                         "reason": out["collapse_reason"]})
 
 
 def _distinct(values: pd.Series) -> list[str]:

@@ -32,7 +32,7 @@ img { max-width: 100%; height: auto; }
 .note { color: #555; font-size: 0.85rem; max-width: 60rem; }
 code { overflow-wrap: anywhere; white-space: normal; }
 """
-FIRST = ["loss", "#", "seeds", "best top-1 (%)"]  # then each baseline's Δ and mark, then the cost
+FIRST = ["loss", "#", "seeds", "selected top-1 (%)"]  # then each baseline's Δ and mark, then the cost
 
 
 def report_html(dataset: str, shown: pd.DataFrame, caption: str, notes: list[str], figures: dict[Path, str]) -> str:

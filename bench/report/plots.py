@@ -56,22 +56,22 @@ def write_plots(plot_dir: Path, shown: pd.DataFrame, runs: pd.DataFrame, across_
         stem = plot_dir / slug(f"{first['pair']}_{first['setting']}")
         if rows[f"delta_{first_baseline}"].notna().any():
             add(forest(rows, title), Path(f"{stem}_forest"),
-                f"{first['setting']}: Δ best top-1 to each baseline, paired by seed, with its 95% t interval "
+                f"{first['setting']}: Δ selected top-1 to each baseline, paired by seed, with its 95% t interval "
                 f"(unadjusted); the mark beside is the test after correction ({correction}) over every loss of the "
                 "comparison. Collapsed or diverged recipes sit in a panel of their own, unaveraged.")
         add(accuracy_bars(rows, title, first_baseline), Path(f"{stem}_accuracy"),
-            f"{first['setting']}: mean best top-1 per loss ± std over seeds, coloured by the verdict against "
+            f"{first['setting']}: mean selected top-1 per loss ± std over seeds, coloured by the verdict against "
             f"{first_baseline}; the axis is zoomed to where the losses are, a bar off it says so.")
         if rows["epochs"].max() > 1:
             add(training_curves(rows, runs[runs["group"] == group], title, colours), Path(f"{stem}_curves"),
                 f"{first['setting']}: test top-1 per epoch, mean over seeds with a min–max band.")
-        if rows[["s_per_epoch", "best_top1_mean"]].notna().all(axis=1).any():
+        if rows[["s_per_epoch", "selected_top1_mean"]].notna().all(axis=1).any():
             add(accuracy_vs_cost(rows, title, colours), Path(f"{stem}_cost"),
-                f"{first['setting']}: mean best top-1 against cost; only the Pareto front (no loss both cheaper and "
+                f"{first['setting']}: mean selected top-1 against cost; only the Pareto front (no loss both cheaper and "
                 f"better) is labelled. {COST}.")
     if shown["group"].nunique() >= 2 and shown[f"delta_{first_baseline}"].notna().any():
         add(delta_heatmap(shown, first_baseline), plot_dir / f"delta_vs_{first_baseline}",
-            f"Δ best top-1 to {first_baseline} per loss (rows) and comparison (columns), with the corrected mark; "
+            f"Δ selected top-1 to {first_baseline} per loss (rows) and comparison (columns), with the corrected mark; "
             "the colour scale ends at Tukey's fence of |Δ| (darker beyond), so a collapsed loss does not whiten the rest.")
     for result in across_pairs:
         add(critical_difference(result, shown["dataset"].iloc[0]), plot_dir / critical_difference_stem(result.setting),
@@ -88,8 +88,9 @@ def correction_name(shown: pd.DataFrame) -> str:
 
 
 def collapsed(rows: pd.DataFrame) -> pd.Series:
-    """A recipe none of whose seeds gave a usable run (all diverged, or all collapsed to chance or one class)."""
-    return rows["n_seeds"].eq(0) | rows["n_collapsed"].ge(rows["n_seeds"] + rows["n_diverged"]).fillna(False)
+    """A recipe none of whose seeds gave a usable run (all diverged, or all collapsed to chance or one class:
+    collapsed runs are left out of ``n_seeds``, bench.report.aggregate)."""
+    return rows["n_seeds"].eq(0)
 
 
 def forest(rows: pd.DataFrame, title: str) -> Figure:
@@ -123,7 +124,7 @@ def forest(rows: pd.DataFrame, title: str) -> Figure:
         right = ax.secondary_yaxis("right")
         right.set_yticks(y, marks, fontsize="small")
         ax.set_ylim(-0.7, len(kept) - 0.3)
-        ax.set_xlabel(f"Δ best top-1 vs {baseline} (points)")
+        ax.set_xlabel(f"Δ selected top-1 vs {baseline} (points)")
         ax.grid(axis="x", alpha=0.3)
         if len(gone) and column == 0:
             low_ax = fig.add_subplot(grid[1, :])
@@ -137,10 +138,9 @@ def forest(rows: pd.DataFrame, title: str) -> Figure:
 
 
 def _gone_reason(row: pd.Series) -> str:
-    if row["n_seeds"] == 0:
-        return f"all {int(row['n_diverged'])} seeds diverged"
-    return f"{int(row['n_collapsed'])} of {int(row['n_seeds'] + row['n_diverged'])} seeds collapsed " \
-           f"(mean best top-1 {row['best_top1_mean']:.2f}%)"
+    collapsed, diverged = int(row["n_collapsed"]), int(row["n_diverged"])
+    return " and ".join(f"{count} of {collapsed + diverged} seeds {status}"
+                        for count, status in ((collapsed, "collapsed"), (diverged, "diverged")) if count)
 
 
 def robust_limits(centres: np.ndarray, ends=(), anchor: float | None = 0.0) -> tuple[float, float]:
@@ -162,13 +162,13 @@ def robust_limits(centres: np.ndarray, ends=(), anchor: float | None = 0.0) -> t
 
 
 def accuracy_bars(rows: pd.DataFrame, title: str, baseline: str) -> Figure:
-    """Mean best top-1 per loss as horizontal bars, best on top, coloured by the verdict against ``baseline``."""
+    """Mean selected top-1 per loss as horizontal bars, best on top, coloured by the verdict against ``baseline``."""
     rows = rows.iloc[::-1]
     fig = Figure(figsize=(8.5, 1.8 + 0.26 * len(rows)), layout="constrained")
     ax = fig.add_subplot()
     y = np.arange(len(rows))
-    means = rows["best_top1_mean"].to_numpy(float)
-    std = rows["best_top1_std"].to_numpy(float)
+    means = rows["selected_top1_mean"].to_numpy(float)
+    std = rows["selected_top1_std"].to_numpy(float)
     verdicts = rows[f"vs_{baseline}"] if f"vs_{baseline}" in rows else pd.Series(NO_TEST, index=rows.index)
     colour = ["0.35" if loss == baseline else VERDICT_COLOURS.get(v, "0.85") for loss, v in zip(rows["loss"], verdicts)]
     usable = ~collapsed(rows).to_numpy()
@@ -196,8 +196,8 @@ def accuracy_bars(rows: pd.DataFrame, title: str, baseline: str) -> Figure:
     if pd.notna(teacher):
         handles.append(ax.axvline(teacher, color="black", linestyle=":", label=f"teacher {teacher:.2f}% (mean)"))
     ax.legend(handles=handles, loc="lower right", fontsize="x-small")
-    ax.set_xlabel("best top-1 accuracy (%), mean ± std over seeds")
-    ax.set_title(f"{title}\nbest-epoch top-1; colour: verdict vs {baseline} after correction", fontsize="medium")
+    ax.set_xlabel("selected top-1 accuracy (%), mean ± std over seeds")
+    ax.set_title(f"{title}\ntest top-1 at the selected epoch; colour: verdict vs {baseline} after correction", fontsize="medium")
     ax.grid(axis="x", alpha=0.3)
     return fig
 
@@ -232,7 +232,8 @@ def training_curves(rows: pd.DataFrame, runs: pd.DataFrame, title: str, colours:
     ax.set_ylabel("test top-1 accuracy (%)")
     ax.set_title(f"{title}\ntraining curves: mean over seeds, band = min–max")
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="x-small", ncols=columns)
+    if ax.get_legend_handles_labels()[0]:  # every run of the comparison may have collapsed or diverged
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="x-small", ncols=columns)
     return fig
 
 
@@ -244,16 +245,16 @@ def pareto_front(cost: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
 
 
 def accuracy_vs_cost(rows: pd.DataFrame, title: str, colours: dict[str, tuple]) -> Figure:
-    """Mean best top-1 against the student's own seconds per epoch; the Pareto front is labelled and joined."""
+    """Mean selected top-1 against the student's own seconds per epoch; the Pareto front is labelled and joined."""
     fig = Figure(figsize=(7.5, 5.2), layout="constrained")
     ax = fig.add_subplot()
-    points = rows[rows[["s_per_epoch", "best_top1_mean"]].notna().all(axis=1) & ~collapsed(rows)]
-    x, y = points["s_per_epoch"].to_numpy(float), points["best_top1_mean"].to_numpy(float)
+    points = rows[rows[["s_per_epoch", "selected_top1_mean"]].notna().all(axis=1) & ~collapsed(rows)]
+    x, y = points["s_per_epoch"].to_numpy(float), points["selected_top1_mean"].to_numpy(float)
     front = pareto_front(x, y)
-    bottom, top = robust_limits(y, [y - np.nan_to_num(points["best_top1_std"].to_numpy(float))], anchor=None)
+    bottom, top = robust_limits(y, [y - np.nan_to_num(points["selected_top1_std"].to_numpy(float))], anchor=None)
     below = y < bottom
     y = np.maximum(y, bottom)
-    _error_bars(ax, x, y, np.where(below, np.nan, points["best_top1_std"].to_numpy(float)))
+    _error_bars(ax, x, y, np.where(below, np.nan, points["selected_top1_std"].to_numpy(float)))
     ax.scatter(x[~front], y[~front], color="0.6", zorder=3, s=16, label="dominated (unlabelled)")
     ax.scatter(x[front], y[front], color=[colours[label] for label in points["label"][front]], zorder=4,
                label="Pareto front")
@@ -272,7 +273,7 @@ def accuracy_vs_cost(rows: pd.DataFrame, title: str, colours: dict[str, tuple]) 
     ax.xaxis.set_minor_formatter(ScalarFormatter())
     ax.tick_params(axis="x", which="minor", labelsize="x-small")
     ax.set_xlabel("training cost (s/epoch, the student's own step time; log scale)")
-    ax.set_ylabel("best top-1 accuracy (%)")
+    ax.set_ylabel("selected top-1 accuracy (%)")
     ax.set_title(f"{title}\naccuracy vs cost: labelled where no loss is both cheaper and better", fontsize="medium")
     ax.legend(loc="lower right", fontsize="x-small")
     ax.grid(alpha=0.3)
@@ -280,7 +281,7 @@ def accuracy_vs_cost(rows: pd.DataFrame, title: str, colours: dict[str, tuple]) 
 
 
 def delta_heatmap(shown: pd.DataFrame, baseline: str) -> Figure:
-    """Δ best top-1 vs ``baseline``, losses × comparisons, marked; a loss with several recipes shows its best one."""
+    """Δ selected top-1 vs ``baseline``, losses × comparisons, marked; a loss with several recipes shows its best one."""
     best = shown[shown["loss"] != baseline].sort_values("rank", kind="stable").drop_duplicates(["group", "loss"])
     column = best["pair"] if shown["setting"].nunique() == 1 else best["pair"] + "\n" + best["setting"]
     best = best.assign(column=column)
@@ -305,8 +306,8 @@ def delta_heatmap(shown: pd.DataFrame, baseline: str) -> Figure:
                 color="white" if np.isfinite(value) and abs(value) > 0.75 * limit else "black")
     ax.set_xticks(range(grid.shape[1]), grid.columns, rotation=30, ha="right", fontsize="small")
     ax.set_yticks(range(grid.shape[0]), grid.index, fontsize="small")
-    fig.colorbar(image, ax=ax, extend="both", label=f"Δ best top-1 vs {baseline} (points; scale ±{limit:.1f})")
-    ax.set_title(f"{shown['dataset'].iloc[0]} · Δ best top-1 vs {baseline}\ncolumns: one comparison each (pair, "
+    fig.colorbar(image, ax=ax, extend="both", label=f"Δ selected top-1 vs {baseline} (points; scale ±{limit:.1f})")
+    ax.set_title(f"{shown['dataset'].iloc[0]} · Δ selected top-1 vs {baseline}\ncolumns: one comparison each (pair, "
                  f"protocol, epochs); marks after {correction_name(shown)} correction", fontsize="medium")
     return fig
 

@@ -1,6 +1,6 @@
 """Does a cheap protocol rank losses as a long one does? One protocol's ranking against another's.
 
-For each pair trained under both protocols: the losses both have, each protocol's mean best top-1
+For each pair trained under both protocols: the losses both have, each protocol's mean selected top-1
 per loss and Kendall's τ between the two rankings with its bootstrap interval over losses, beside
 each protocol's agreement with itself. A loss enters with the same settings under both protocols.
 ``bench report --compare-protocols`` prints these; ``bench report`` draws them when there are

@@ -2,6 +2,11 @@
 
 Nothing here writes: the filters are checked against what is on disk first, so a typo in a
 filter costs nothing and leaves every earlier report in place.
+
+Rows are read as the report compares them: ``selected_top1`` / ``selected_top5`` are the test numbers at
+the validation-selected epoch, and for a run without a validation split (``val_size`` empty, so in
+comparisons of its own) its best epoch on test, ``selected_on`` saying which; ``collapsed`` /
+``collapse_reason`` of a row written before they were recorded are classified from its last top-1 / top-5.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from bench.collapse import collapse_reason_of_older_row
 from bench.results import read_runs
 from registry import ConfigError
 
@@ -22,7 +28,9 @@ RUNS_FILE = "runs.csv"
 # Read as text whatever a hash or a name could be mistaken for a number in.
 TEXT_COLUMNS = ("run_id", "recipe_hash", "dataset", "pair", "teacher", "student", "loss", "protocol", "stem")
 USED_COLUMNS = TEXT_COLUMNS + (
-    "seed", "epochs", "batch_size", "lr", "weight", "ce_weight", "hparams", "best_top1", "best_top5", "last_top1", "teacher_top1", "teacher_top5", "diverged",
+    "seed", "epochs", "batch_size", "lr", "weight", "ce_weight", "hparams", "best_top1", "best_top5", "best_epoch",
+    "last_top1", "last_top5", "val_size", "val_top1", "selected_epoch", "selected_top1", "selected_top5",
+    "teacher_top1", "teacher_top5", "diverged",
     "curve", "s_per_epoch", "loss_ms", "device", "torch_version", "timm_version", "distillbench_version",
     "finished_at", "command",
 )
@@ -41,9 +49,13 @@ def load_runs(path: Path) -> pd.DataFrame:
     missing = [column for column in USED_COLUMNS if column not in runs.columns]
     if missing:
         raise ConfigError(f"{path} lacks the column(s) {', '.join(missing)}; it is not a runs.csv of bench run")
-    # a file from before the strong view has no such column (one view); from before collapse detection, none collapsed
-    for column in ("diverged", "strong_view", "collapsed"):
+    for column in ("diverged", "strong_view"):  # a file from before the strong view has no such column: one view
         runs[column] = flag(runs, column)
+    runs["selected_on"] = runs["val_size"].notna().map({True: "validation", False: "test"})
+    on_test = runs["selected_on"] == "test"
+    for selected, best in (("selected_top1", "best_top1"), ("selected_top5", "best_top5"), ("selected_epoch", "best_epoch")):
+        runs[selected] = runs[selected].where(~on_test, runs[best])
+    runs = classify_collapse(runs)
     runs = runs.sort_values("finished_at", kind="stable").drop_duplicates("run_id", keep="last")
     return with_teachers(runs.reset_index(drop=True))
 
@@ -72,6 +84,24 @@ def with_teachers(runs: pd.DataFrame) -> pd.DataFrame:
     names = members.map(lambda text: hashlib.sha256(text.encode()).hexdigest()[:7])
     runs["teachers"] = names.to_numpy()[teachers]
     return runs
+
+
+def classify_collapse(runs: pd.DataFrame) -> pd.DataFrame:
+    """``collapsed`` as recorded; for rows from before it was, from their last top-1 / top-5 (never a diverged run)."""
+    older = runs["collapsed"].isna() & ~runs["diverged"]
+    reasons = [collapse_reason_of_older_row(top1, top5)
+               for top1, top5 in zip(runs.loc[older, "last_top1"], runs.loc[older, "last_top5"])]
+    runs["collapse_reason"] = runs["collapse_reason"].fillna("").astype(str)
+    runs.loc[older, "collapse_reason"] = reasons
+    runs["collapsed"] = flag(runs, "collapsed") | (older & runs["collapse_reason"].ne(""))
+    return runs
+
+
+def collapsed_apart(runs: pd.DataFrame, include_collapsed: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the runs a report counts, the collapsed runs it shows apart); ``include_collapsed`` counts them all."""
+    if include_collapsed:
+        return runs, runs.iloc[:0]
+    return runs[~runs["collapsed"]], runs[runs["collapsed"]]
 
 
 def flag(table: pd.DataFrame, column: str) -> pd.Series:

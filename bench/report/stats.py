@@ -6,7 +6,7 @@ differences carry the loss's effect without the seed's luck, and two runs that d
 different teacher weights are never paired. Every test comes from scipy, statsmodels or
 scikit-posthocs; this module only decides what is paired with what.
 
-- ``paired_table``: per recipe and baseline, best and last epoch: mean Δ, its t-based 95% CI, the
+- ``paired_table``: per recipe and baseline, selected and last epoch: mean Δ, its t-based 95% CI, the
   paired t-test (and Wilcoxon signed-rank from ``MIN_WILCOXON`` seeds), raw and corrected (Holm or
   Benjamini–Hochberg) over every loss of the comparison, a verdict, and the seeds a Δ of ``EFFECT``
   points would need at the level the corrected verdicts use.
@@ -40,7 +40,10 @@ MIN_WILCOXON = 6  # below this the exact signed-rank test cannot reach p < 0.05 
 RESAMPLES = 2000
 MIN_LOSSES_FOR_INTERVAL = 5  # a bootstrap over fewer losses has too few distinct rankings to mean anything
 SEED = 0  # the bootstrap's generator: the same runs always give the same intervals
-EPOCHS = {"best": "best_top1", "last": "last_top1"}
+# the epochs tests compare: the validation-selected one (bench.report.runs: the best on test for runs
+# without a validation split, in comparisons of their own), then the last; the first is the headline
+EPOCHS = {"selected": "selected_top1", "last": "last_top1"}
+HEADLINE = EPOCHS["selected"]
 PAIRED_ON = ["seed", "teacher_id"]  # a seed's runs share init and batches; they must share the teacher too
 
 # --correction: statsmodels' method, and what it controls
@@ -182,7 +185,7 @@ def verdict(delta: float, p_adjusted: float) -> str:
 
 
 def seed_ranks(finished: pd.DataFrame, recipes: pd.DataFrame) -> pd.Series:
-    """Per recipe, its rank by best top-1 within each seed, in seed order ("2 · 1 · 4"); NaN under 2 seeds.
+    """Per recipe, its rank by selected top-1 within each seed, in seed order ("2 · 1 · 4"); NaN under 2 seeds.
 
     With three seeds a bootstrap has ten distinct resamples and its "95%" is the full range: the ranks
     themselves say the same honestly. A seed ranks the recipes of the comparison that finished it.
@@ -190,7 +193,7 @@ def seed_ranks(finished: pd.DataFrame, recipes: pd.DataFrame) -> pd.Series:
     out = pd.Series(pd.NA, index=recipes.index, dtype=object)
     for _, rows in recipes.groupby(COMPARISON, dropna=False, sort=False):
         runs = finished.merge(rows[RECIPE], on=RECIPE)
-        grid = runs.pivot_table(index="seed", columns="recipe_hash", values="best_top1", aggfunc="mean")
+        grid = runs.pivot_table(index="seed", columns="recipe_hash", values=HEADLINE, aggfunc="mean")
         ranks = grid.rank(axis=1, ascending=False, method="min")
         for index, recipe in zip(rows.index, rows["recipe_hash"]):
             own = ranks[recipe].dropna() if recipe in ranks else pd.Series(dtype=float)
@@ -212,14 +215,14 @@ class Friedman:
 
 
 def friedman_over_pairs(shown: pd.DataFrame) -> list[Friedman]:
-    """Per setting with ≥ 2 pairs: Friedman over the losses every pair has (≥ 3), on mean best top-1.
+    """Per setting with ≥ 2 pairs: Friedman over the losses every pair has (≥ 3), on mean selected top-1.
 
     A loss with several recipes in a comparison enters with its best-ranked one.
     """
     results = []
-    for setting, rows in shown.dropna(subset=["best_top1_mean"]).groupby("setting", sort=False):
+    for setting, rows in shown.dropna(subset=[f"{HEADLINE}_mean"]).groupby("setting", sort=False):
         best = rows.sort_values("rank", kind="stable").drop_duplicates(["pair", "loss"])
-        grid = best.pivot(index="pair", columns="loss", values="best_top1_mean").dropna(axis=1)
+        grid = best.pivot(index="pair", columns="loss", values=f"{HEADLINE}_mean").dropna(axis=1)
         if len(grid) < 2 or grid.shape[1] < 3:
             continue
         test = stats.friedmanchisquare(*(grid[loss] for loss in grid.columns))
@@ -240,7 +243,7 @@ class Agreement:
     low: float  # 95% BCa bootstrap over losses; NaN under MIN_LOSSES_FOR_INTERVAL losses
     high: float
     seeds: tuple[int, int]  # seeds every loss finished, per protocol
-    means: tuple[pd.Series, pd.Series]  # mean best top-1 per loss that τ ranks, per protocol
+    means: tuple[pd.Series, pd.Series]  # mean selected top-1 per loss that τ ranks, per protocol
     within: tuple[list[float], list[float]] = ([], [])  # per protocol: τ between each two of its seeds
 
 
@@ -249,7 +252,7 @@ def kendall_tau(x, y) -> float:
 
 
 def protocol_agreement(a: pd.DataFrame, b: pd.DataFrame) -> Agreement | None:
-    """τ between two comparisons' rankings by mean best top-1 over the losses both have (≥ 3).
+    """τ between two comparisons' rankings by mean selected top-1 over the losses both have (≥ 3).
 
     ``a`` and ``b`` are finished runs of one comparison each (one recipe per loss). Only the seeds
     every shared loss finished count. The interval resamples losses (the population τ speaks of),
@@ -257,7 +260,7 @@ def protocol_agreement(a: pd.DataFrame, b: pd.DataFrame) -> Agreement | None:
     the top of its own interval. ``within``: how well a protocol agrees with itself, seed against seed
     — the ceiling any other protocol's agreement with it can reach.
     """
-    grids = [runs.pivot_table(index="seed", columns="loss", values="best_top1", aggfunc="mean") for runs in (a, b)]
+    grids = [runs.pivot_table(index="seed", columns="loss", values=HEADLINE, aggfunc="mean") for runs in (a, b)]
     losses = sorted(set(grids[0].columns) & set(grids[1].columns))
     if len(losses) < 3:
         return None

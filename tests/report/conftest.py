@@ -29,6 +29,9 @@ def make_run(loss: str, seed: int, best: float, last: float | None = None, *, pa
         "timm_version": "1.0.9", "distillbench_version": "0.1.0", "finished_at": f"2025-01-01T00:00:{seed:02d}+00:00",
         "command": f"bench run --dataset {dataset} --seeds 0,1,2", "teacher_fingerprint": "",  # a row from before it
     }
+    # no validation split, collapse not recorded: rows as written before those columns existed
+    row |= dict.fromkeys(["val_size", "val_curve", "selected_epoch", "val_top1", "selected_top1", "selected_top5",
+                          "top_class_share", "collapsed", "collapse_reason"])
     unread = dict.fromkeys(set(COLUMNS) - set(row), "0")  # columns the report never reads (versions ...): any value
     return {**unread, **row, **fields}
 

@@ -129,7 +129,7 @@ def simulated_protocols(rng, losses: int, rho: float, seeds: int = 3, noise: flo
     true = rng.multivariate_normal([0, 0], [[1, rho], [rho, 1]], size=losses)
     frames = []
     for side in (0, 1):
-        frames.append(pd.DataFrame([{"loss": f"l{i}", "seed": seed, "best_top1": true[i, side] + noise * rng.normal()}
+        frames.append(pd.DataFrame([{"loss": f"l{i}", "seed": seed, "selected_top1": true[i, side] + noise * rng.normal()}
                                     for i in range(losses) for seed in range(seeds)]))
     return frames
 
