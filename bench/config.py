@@ -24,6 +24,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
+from bench.settings import check_in_range
 from bench.training.schedule import SCHEDULES
 from losses import LOSSES
 from registry import ConfigError
@@ -217,7 +218,7 @@ def resolve_loss(name: str, recipe: Mapping[str, Any], overrides: Mapping[str, A
     (:func:`pair_loss_settings`) <- CLI ``--set name.key=value``.
 
     Keys ``weight`` and ``ce_weight`` set the loss weights; every other key is a hyperparameter,
-    checked against the loss's constructor. A plugin loss without a recipe uses its own defaults
+    checked against the loss's constructor and its valid range (``bench.settings``). A plugin loss without a recipe uses its own defaults
     and weights 1.0 / 1.0.
     """
     entry = LOSSES.entry(name)
@@ -237,6 +238,7 @@ def resolve_loss(name: str, recipe: Mapping[str, Any], overrides: Mapping[str, A
     for key, value in merged.items():
         if not fits(value, declared[key]):
             raise ConfigError(f"{entry.name}.{key} expects {_type_name(declared[key])}, got {value!r}")
+        check_in_range(entry.name, key, value)
     weight, ce_weight = float(merged.pop("weight")), float(merged.pop("ce_weight"))
     missing = [n for n, p in accepted.items() if n not in merged and p.default is inspect.Parameter.empty]
     if missing:
