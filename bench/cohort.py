@@ -8,7 +8,8 @@ numbers as training it in a cohort, and a resumed student the same numbers as an
 A batch's path, top to bottom: stream -> teacher.extract (no grad, only what some loss needs) ->
 for each student: student.extract -> loss terms -> ce_weight * CE + weight * sum(terms) ->
 the loss's optimizer_step (by default: backward -> optimizer step) -> device-side running sums
-(read once per epoch).
+(read once per epoch). After each epoch every student is evaluated on the test split and, where the
+dataset has one, on the validation split carved from its training split (bench.data.validation).
 
 With a second, strongly augmented view (``--strong-view``) both models also run on it (two
 forwards, as in MLKD's code: each view gets its own BatchNorm statistics). CE is the mean of the
@@ -21,7 +22,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +43,14 @@ from registry import ConfigError
 
 
 COMPILED_GRAPHS = 64
+
+
+class Scores(NamedTuple):
+    """One evaluation pass of one network, in %: what a row's numbers and a collapse are read from."""
+
+    top1: float
+    top5: float
+    top_class_share: float  # of the images, the share predicted as the most-predicted class
 
 
 @dataclass(frozen=True)
@@ -92,6 +101,7 @@ class Student:
     scheduler: Schedule
     history: list[dict] = field(default_factory=list)  # one entry per finished epoch
     diverged: bool = False
+    stopped: bool = False  # stopped early by whoever drives the cohort (a pruned trial); not kept on resume
     world: World = field(default_factory=World)  # the processes this student trains in (bench.training.distributed)
 
     def __post_init__(self):
@@ -103,7 +113,7 @@ class Student:
 
     @property
     def done(self) -> bool:
-        return self.diverged or self.epochs_done >= self.epochs
+        return self.diverged or self.stopped or self.epochs_done >= self.epochs
 
     def _start_epoch_sums(self) -> None:
         device = next(self.network.parameters()).device
@@ -157,12 +167,16 @@ class Student:
             self.sums[key] = self.sums[key] + value if key in self.sums else value
         self.nonfinite |= ~torch.isfinite(terms["objective"].detach())
 
-    def finish_epoch(self, top1: float, top5: float, steps: int, wall_s: float) -> dict:
-        """Record the epoch (one host sync), step the schedule, detect divergence."""
+    def finish_epoch(self, test: Scores, steps: int, wall_s: float, validation: Scores | None = None) -> dict:
+        """Record the epoch (one host sync), step the schedule, detect divergence. ``val_top1`` / ``val_top5``
+        are None without a validation split; every score is NaN once the student diverged."""
         self.diverged = bool(self.world.sum(self.nonfinite.int()))
+        scored = {"top1": test.top1, "top5": test.top5, "top_class_share": test.top_class_share}
+        if validation is not None:
+            scored |= {"val_top1": validation.top1, "val_top5": validation.top5}
         record = {
-            "top1": math.nan if self.diverged else top1,
-            "top5": math.nan if self.diverged else top5,
+            "val_top1": None, "val_top5": None,
+            **{key: math.nan if self.diverged else value for key, value in scored.items()},
             "train": {k: float(self.world.mean(v)) / max(steps, 1) for k, v in self.sums.items()},
             "step_s": self.timer.totals_ms().get("step", 0.0) / 1000,  # this student's own work
             "wall_s": wall_s,  # the whole cohort's epoch, shared by its students
@@ -215,10 +229,10 @@ def teacher_outputs(teacher: Network | None, images: Tensor, needs: frozenset[Ne
 
 @torch.no_grad()
 def evaluate(networks: Sequence[Network], stream: ResidentStream | LoaderStream, accel: Acceleration,
-             world: World = World(), losses: Sequence[DistillLoss] = ()) -> list[tuple[float, float]]:
-    """Top-1 / top-5 accuracy (%) of each network on one pass over ``stream`` (this rank's part of it),
-    counted on the device and summed over ranks. A network's logits are its own, or those its loss
-    (``losses[i]``) defines for evaluation (SimKD's, through the teacher's classifier)."""
+             world: World = World(), losses: Sequence[DistillLoss] = ()) -> list[Scores]:
+    """Top-1 / top-5 accuracy (%) and the most-predicted class's share of each network on one pass over
+    ``stream`` (this rank's part of it), counted on the device and summed over ranks. A network's logits are
+    its own, or those its loss (``losses[i]``) defines for evaluation (SimKD's, through the teacher's classifier)."""
     heads = [loss if defines_evaluation(loss) else None for loss in losses] or [None] * len(networks)
     for network, head in zip(networks, heads):
         network.eval()
@@ -226,6 +240,7 @@ def evaluate(networks: Sequence[Network], stream: ResidentStream | LoaderStream,
             head.eval()
     device = next(networks[0].parameters()).device
     correct = torch.zeros(len(networks), 2, device=device)
+    predicted = None  # per network, how many images each class was predicted for
     total = 0
     for images, labels, _ in stream.epoch(0):
         total += labels.shape[0]
@@ -240,8 +255,13 @@ def evaluate(networks: Sequence[Network], stream: ResidentStream | LoaderStream,
             hits = top5 == labels[:, None]
             correct[i, 0] += hits[:, 0].sum()
             correct[i, 1] += hits.any(dim=1).sum()
+            if predicted is None:
+                predicted = torch.zeros(len(networks), logits.shape[1], device=device)
+            predicted[i] += torch.bincount(top5[:, 0], minlength=logits.shape[1])
     total = world.sum(torch.tensor(float(total), device=device))
-    return [(float(a), float(b)) for a, b in (world.sum(correct) * 100 / total).tolist()]
+    accuracy = (world.sum(correct) * 100 / total).tolist()
+    share = (world.sum(predicted).amax(dim=1) * 100 / total).tolist()
+    return [Scores(top1, top5, top) for (top1, top5), top in zip(accuracy, share)]
 
 
 def cohort_step(students: Sequence[Student | FusedStudents], teacher: Network | None, teacher_needs: frozenset[Need],
@@ -263,9 +283,12 @@ def cohort_step(students: Sequence[Student | FusedStudents], teacher: Network | 
 
 def train_cohort(students: Sequence[Student], teacher: Network | None, train: ResidentStream | LoaderStream,
                  test: ResidentStream | LoaderStream, reporter: Reporter, accel: Acceleration,
-                 on_epoch_end: Callable[[Student], None] = lambda student: None, strong_view: bool = False) -> None:
+                 on_epoch_end: Callable[[Student], None] = lambda student: None, strong_view: bool = False,
+                 validation: ResidentStream | LoaderStream | None = None) -> None:
     """Train every unfinished student to its last epoch; students resumed at different epochs join in turn.
-    ``strong_view``: every batch also comes as a strongly augmented view (bench.data.views)."""
+    ``strong_view``: every batch also comes as a strongly augmented view (bench.data.views). ``validation``:
+    evaluated after every epoch beside ``test`` (its scores in each history record's ``val_top1``/``val_top5``).
+    ``on_epoch_end`` sees each student after its epoch is recorded; setting ``student.stopped`` ends it there."""
     pending = [s for s in students if not s.done]
     if not pending:
         return
@@ -288,11 +311,13 @@ def train_cohort(students: Sequence[Student], teacher: Network | None, train: Re
                 cohort_step(members, teacher, teacher_needs, images, labels, indices, epoch, step, accel, streams,
                             *strong)
                 bar.advance()
-        scores = evaluate([s.network for s in active], test, accel, active[0].world, [s.loss for s in active])
+        networks, world, losses = [s.network for s in active], active[0].world, [s.loss for s in active]
+        scores = evaluate(networks, test, accel, world, losses)
+        held_out = evaluate(networks, validation, accel, world, losses) if validation is not None else [None] * len(active)
         wall_s = time.perf_counter() - started
         summary = []
-        for student, (top1, top5) in zip(active, scores):
-            record = student.finish_epoch(top1, top5, len(train), wall_s)
+        for student, tested, validated in zip(active, scores, held_out):
+            record = student.finish_epoch(tested, len(train), wall_s, validated)
             on_epoch_end(student)
             score = "diverged" if student.diverged else f"{record['top1']:.2f}"
             summary.append(f"{student.name} {score}")

@@ -153,6 +153,15 @@ def resolve_train(recipe: Mapping[str, Any], protocol: str, student: str | None,
     return TrainSettings(**settings)
 
 
+def resolve_validation(recipe: Mapping[str, Any], requested: int | None) -> int | None:
+    """Images of the validation split carved from the training split: ``--validation-size`` (0: none, the
+    whole training split trains, as runs before validation splits did), else the recipe's ``[validation] size``."""
+    size = recipe.get("validation", {}).get("size") if requested is None else requested
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
+        raise ConfigError(f"a validation size is a whole number of images, 0 for none; got {size!r}")
+    return size or None
+
+
 # -- losses ------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class LossSpec:
@@ -282,6 +291,7 @@ class RunSpec:
     student_stem: str
     teacher_seed: int | None = None  # one teacher for every seed of a comparison; None: each seed trains its own
     strong_view: bool = False  # every batch also as a strongly augmented view (MLKD's recipe, bench.data.views)
+    validation_size: int | None = None  # images carved from the training split for selection (bench.data.validation)
 
     def as_dict(self, with_seed: bool = True) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -290,6 +300,8 @@ class RunSpec:
             data.pop("teacher_seed")  # runs with a per-seed teacher keep the ids they always had
         if not data["strong_view"]:
             data.pop("strong_view")  # and runs of one view, the only kind there was
+        if data["validation_size"] is None:
+            data.pop("validation_size")  # and runs on the whole training split, the only kind there was
         if data["train"]["schedule"] == "step":
             data["train"].pop("schedule")  # so do runs of the step schedule, the only one there was
         if not with_seed:

@@ -93,6 +93,8 @@ def rerun_arguments(stored: StoredRun, results_dir: Path, cache_dir: Path, devic
     world_size = config.get("world_size", 1)
     if world_size > 1:
         extra += ["--nproc", str(world_size)]  # each process picks its own GPU
+    if "validation_size" not in config:  # trained on the whole training split, before validation splits existed
+        args, extra = without_option(args, "--validation-size"), [*extra, "--validation-size", "0"]
     device = device or (config.get("device") if world_size == 1 else None)
     if device:
         args, extra = without_option(args, "--device"), [*extra, "--device", device]

@@ -3,6 +3,10 @@
 For each seed, the runs of every requested loss that are not already in the results store form
 one cohort: they share the teacher, the data stream and each batch's teacher forward. Students
 resume from their last epoch checkpoint; finished runs are skipped.
+
+Students train on the training split less its validation split (the recipe's ``[validation] size``,
+``--validation-size``) and are evaluated on both held-out splits after every epoch; the teacher trains on
+the whole training split. Code that drives cohorts reads each epoch through ``execute(plan, on_epoch=...)``.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Optional
 
 import torch
 from filelock import Timeout
@@ -24,11 +28,12 @@ from bench import checkpoint
 from bench.cohort import Acceleration, Student, new_student, train_cohort
 from bench.config import (
     STANDARD_PROTOCOL, RunSpec, dataset_recipe, pair_loss_settings, parse_overrides, resolve_loss,
-    resolve_pair, resolve_train,
+    resolve_pair, resolve_train, resolve_validation,
 )
 from bench.data import DATASETS, DataRequest, LoadedDataset, load_dataset, make_stream
 from bench.data.base import ImageTensors
 from bench.data.stream import LoaderStream, Loading, ResidentStream, batches_per_epoch
+from bench.data.validation import carve_validation
 from bench.environment import device_name, resolve_device, versions
 from bench.models import PREACT_MODELS, check_model_name, create_network, gives_preact, probe_shapes
 from bench.progress import Reporter
@@ -66,6 +71,7 @@ class RunRequest:
     teacher_checkpoint: Path | None = None
     teacher_seed: int | None = None
     strong_view: bool = False  # a second, strongly augmented view of every batch for every student
+    validation_size: int | None = None  # images held out of the students' training split; None: the recipe's, 0: none
     sequential: bool = False
     accel: Acceleration = field(default_factory=Acceleration)
     loading: Loading = field(default_factory=Loading)
@@ -79,10 +85,19 @@ class RunRequest:
 class Plan:
     request: RunRequest
     device: torch.device
-    data: LoadedDataset
+    data: LoadedDataset  # as loaded: the teacher trains on its whole training split
     specs: dict[int, list[RunSpec]]  # seed -> the runs of that seed still to do
     teacher: TeacherPlan
     skipped: int
+    student_data: LoadedDataset  # what the students see: training split less validation, validation, test
+
+
+EpochHook = Callable[[RunSpec, int, dict], bool]
+"""``on_epoch(run, epoch, record)``, called (on the main process) after every epoch of every run, ``epoch``
+counted from 1. ``record`` is that epoch's history entry: ``val_top1`` / ``val_top5`` (validation top-1 /
+top-5 in %; None without a validation split), ``top1`` / ``top5`` (test), ``top_class_share`` (test, %),
+``train`` (mean of each loss term), ``lr``; scores are NaN once the run diverged. Returning True stops that
+run after this epoch: no row is written (its checkpoint stays, so a later ``bench run`` resumes it)."""
 
 
 def plan_run(request: RunRequest) -> Plan:
@@ -107,6 +122,8 @@ def plan_run(request: RunRequest) -> Plan:
     tuned = pair_loss_settings(pair, request.dataset)
     loss_specs = [resolve_loss(name, recipe, overrides.get(name, {}), tuned) for name in loss_names]
     data = load_dataset(request.dataset, DataRequest(request.data_dir, request.download, request.train_split))
+    validation_size = resolve_validation(recipe, request.validation_size)
+    student_data = carve_validation(data, validation_size) if validation_size else data
     if request.strong_view and not (isinstance(data.train, ImageTensors) and request.loading.path == "resident"):
         raise ConfigError(f"--strong-view needs a dataset held in memory (every one but imagenet) and --data-path "
                           f"resident; got {request.dataset} with --data-path {request.loading.path}")
@@ -117,19 +134,21 @@ def plan_run(request: RunRequest) -> Plan:
     finished = store.finished_ids()
     teacher = plan_teacher(pair, request.dataset, request.train_split, teacher_settings, request.teacher_checkpoint)
     request.world.per_rank_batch(settings.batch_size)
-    for who, train in (("student", settings), ("teacher", teacher.settings)):
-        if train is not None and train.batch_size > len(data.train):
+    for who, train, images in (("student", settings, len(student_data.train)),
+                                ("teacher", teacher.settings, len(data.train))):
+        if train is not None and train.batch_size > images:
             raise ConfigError(f"{who} batch size {train.batch_size} is larger than the training set of "
-                              f"{request.dataset} ({len(data.train)} images), so an epoch would have no step; "
-                              f"expected --batch-size {len(data.train)} or less")
+                              f"{request.dataset} ({images} images), so an epoch would have no step; "
+                              f"expected --batch-size {images} or less")
     specs, skipped = {}, 0
     for seed in request.seeds:
         runs = [RunSpec(request.dataset, request.train_split, pair, teacher.source, spec, seed,
-                        request.protocol, settings, stem, _teacher_seed(request, teacher), request.strong_view)
+                        request.protocol, settings, stem, _teacher_seed(request, teacher), request.strong_view,
+                        validation_size)
                 for spec in loss_specs]
         specs[seed] = [run for run in runs if run.run_id not in finished]
         skipped += len(runs) - len(specs[seed])
-    return Plan(request, device, data, specs, teacher, skipped)
+    return Plan(request, device, data, specs, teacher, skipped, student_data)
 
 
 def _check_preact(loss_names: list[str], pair, student_network, info) -> None:
@@ -152,7 +171,8 @@ def _teacher_seed(request: RunRequest, teacher: TeacherPlan) -> int | None:
     return request.teacher_seed
 
 
-def execute(plan: Plan) -> ResultsStore:
+def execute(plan: Plan, on_epoch: Optional[EpochHook] = None) -> ResultsStore:
+    """Train and record every planned run; ``on_epoch`` (see ``EpochHook``) sees each epoch of each run."""
     request = plan.request
     reporter = Reporter(request.quiet or not request.world.is_main)
     store = ResultsStore(request.results_dir, request.dataset)
@@ -170,7 +190,7 @@ def execute(plan: Plan) -> ResultsStore:
                     reporter.info(f"seed {seed}: teacher {mine[0].pair.teacher} {teacher.top1:.2f}% top-1; "
                                   f"training {', '.join(r.loss.name for r in mine)}")
                     for cohort in [[run] for run in mine] if request.sequential else [mine]:
-                        _train_and_record(cohort, teacher, plan, store, reporter)
+                        _train_and_record(cohort, teacher, plan, store, reporter, on_epoch)
             if busy:
                 reporter.info(f"seed {seed}: another process is training {', '.join(r.loss.name for r in busy)}; "
                               f"waiting for it")
@@ -202,15 +222,17 @@ def _checkpoint_path(request: RunRequest, run: RunSpec) -> Path:
     return request.cache_dir / "runs" / f"{run.run_id}.pt"
 
 
-def _train_and_record(runs: list[RunSpec], teacher: Teacher, plan: Plan, store: ResultsStore, reporter: Reporter) -> None:
-    request, data, device = plan.request, plan.data, plan.device
+def _train_and_record(runs: list[RunSpec], teacher: Teacher, plan: Plan, store: ResultsStore, reporter: Reporter,
+                      on_epoch: Optional[EpochHook]) -> None:
+    request, data, device = plan.request, plan.student_data, plan.device
     seed = runs[0].seed
     settings = runs[0].train
     world = request.world
     train = make_stream(data.train, data.info, settings.batch_size, device, train=True, seed=seed,
                         loading=request.loading, shard=world.shard)
-    test = make_stream(data.test, data.info, 256, device, train=False, seed=seed, loading=request.loading,
-                       shard=world.shard)
+    test, validation = (None if split is None else make_stream(split, data.info, 256, device, train=False, seed=seed,
+                                                               loading=request.loading, shard=world.shard)
+                        for split in (data.test, data.validation))
     students = [_build_student(run, teacher, plan, reporter) for run in runs]
     by_student = dict(zip(map(id, students), runs))
     logs = {id(s): request.tracking.open(store.directory, run.run_id, run.as_dict(), settings.batch_size)
@@ -222,12 +244,18 @@ def _train_and_record(runs: list[RunSpec], teacher: Teacher, plan: Plan, store: 
             checkpoint.save(student.state_dict(), _checkpoint_path(request, by_student[id(student)]))
         if id(student) in logs:
             logs[id(student)].write(student.history[-1], student.epochs_done, len(train))
+        if on_epoch is not None:  # one decision for every process
+            run = by_student[id(student)]
+            student.stopped = bool(world.broadcast(world.is_main and on_epoch(run, student.epochs_done,
+                                                                              student.history[-1])))
 
     train_cohort(students, teacher.network, train, test, reporter, request.accel, on_epoch_end=save,
-                 strong_view=runs[0].strong_view)
+                 strong_view=runs[0].strong_view, validation=validation)
     for log in logs.values():
         log.close()
     for student in students if world.is_main else ():  # every student is done: record each (also one whose row a crash lost)
+        if student.stopped:
+            continue
         run = by_student[id(student)]
         store.append(result_row(run, student, teacher, plan, request.command),
                      {**run.as_dict(), "run_id": run.run_id, "command": request.command, "world_size": world.size,
@@ -239,7 +267,7 @@ def _train_and_record(runs: list[RunSpec], teacher: Teacher, plan: Plan, store: 
 
 def _build_student(run: RunSpec, teacher: Teacher, plan: Plan, reporter: Reporter) -> Student:
     """Same seed -> same initial weights for every loss; the loss's own parts seeded per loss."""
-    request, data, device = plan.request, plan.data, plan.device
+    request, data, device = plan.request, plan.student_data, plan.device
     torch.manual_seed(derive_seed(run.seed, "student-init"))
     network, _ = create_network(run.pair.student, data.info)
     network = sync_batchnorm(network.to(device), request.world)
@@ -283,11 +311,28 @@ def _passes(stream: ResidentStream | LoaderStream, reporter: Reporter, label: st
     return batches
 
 
+def best_epoch(curve: list[float]) -> int | None:
+    """The epoch (from 1) of a curve's highest score, the later one on a tie; None when every score is NaN."""
+    scored = [(value, epoch) for epoch, value in enumerate(curve, 1) if not math.isnan(value)]
+    return max(scored)[1] if scored else None
+
+
+def validation_columns(run: RunSpec, history: list[dict]) -> dict:
+    """The validation-selected epoch, its validation top-1 and its test top-1 / top-5; empty without a split."""
+    if run.validation_size is None:
+        return dict.fromkeys(["val_size", "val_curve", "selected_epoch", "val_top1", "selected_top1", "selected_top5"])
+    curve = [h["val_top1"] for h in history]
+    chosen = best_epoch(curve)
+    at = (lambda key: round(history[chosen - 1][key], 2)) if chosen else (lambda key: math.nan)
+    return {"val_size": run.validation_size, "val_curve": _json([round(c, 2) for c in curve]),
+            "selected_epoch": chosen, "val_top1": at("val_top1"), "selected_top1": at("top1"),
+            "selected_top5": at("top5")}
+
+
 def result_row(run: RunSpec, student: Student, teacher: Teacher, plan: Plan, command: str) -> dict:
     curve = [h["top1"] for h in student.history]
-    scored = [(top1, epoch) for epoch, top1 in enumerate(curve, 1) if not math.isnan(top1)]
-    best_top1, best_epoch = max(scored) if scored else (math.nan, None)
-    best_top5 = student.history[best_epoch - 1]["top5"] if best_epoch else math.nan
+    best = best_epoch(curve)
+    best_top1, best_top5 = (curve[best - 1], student.history[best - 1]["top5"]) if best else (math.nan, math.nan)
     loss_ms = [h["loss_ms"] for h in student.history if h["loss_ms"] is not None and run.loss.weight]
     return {
         "run_id": run.run_id, "recipe_hash": run.recipe_hash, "dataset": run.dataset, "pair": run.pair.name,
@@ -297,8 +342,9 @@ def result_row(run: RunSpec, student: Student, teacher: Teacher, plan: Plan, com
         "protocol": run.protocol, "strong_view": run.strong_view, "stem": run.student_stem, "epochs": run.train.epochs,
         "batch_size": run.train.batch_size, "lr": run.train.lr, "weight": run.loss.weight,
         "ce_weight": run.loss.ce_weight, "hparams": _json(run.loss.params),
-        "best_top1": round(best_top1, 2), "best_top5": round(best_top5, 2), "best_epoch": best_epoch,
+        "best_top1": round(best_top1, 2), "best_top5": round(best_top5, 2), "best_epoch": best,
         "last_top1": round(curve[-1], 2), "last_top5": round(student.history[-1]["top5"], 2),
+        **validation_columns(run, student.history),
         "teacher_top1": round(teacher.top1, 2), "teacher_top5": round(teacher.top5, 2),
         "diverged": student.diverged, "curve": _json([round(c, 2) for c in curve]),
         "wall_s": round(sum(h["wall_s"] for h in student.history), 1),

@@ -82,7 +82,7 @@ def obtain_teacher(plan: TeacherPlan, data: LoadedDataset, seed: int, device: to
     accel.apply(network.to(device).requires_grad_(False))
     reporter.info(f"evaluating teacher {plan.source}")
     test = make_stream(data.test, data.info, 256, device, train=False, seed=seed, loading=loading)
-    (top1, top5), = evaluate([network], test, accel)
+    (top1, top5, _), = evaluate([network], test, accel)
     return Teacher(network, top1, top5)
 
 

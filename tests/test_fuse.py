@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from bench.cohort import Acceleration, Student, cohort_step, new_student
+from bench.cohort import Acceleration, Scores, Student, cohort_step, new_student
 from bench.config import TrainSettings, resolve_loss
 from bench.data.base import DatasetInfo
 from bench.models import create_network, probe_shapes
@@ -164,7 +164,7 @@ def test_a_diverging_student_diverges_alone():
     train(teacher, plain, Acceleration())
     train(teacher, stacked, Acceleration(fuse=True))
     for student in stacked:
-        student.finish_epoch(0.0, 0.0, steps=3, wall_s=0.0)
+        student.finish_epoch(Scores(0.0, 0.0, 0.0), steps=3, wall_s=0.0)
     assert [s.diverged for s in stacked] == [False, True, False]
     assert not torch.isfinite(next(stacked[1].network.parameters())).all()
     for index in (0, 2):

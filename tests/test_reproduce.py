@@ -127,10 +127,12 @@ def test_rerun_arguments_narrow_the_stored_command_to_the_run():
     args = rerun_arguments(stored_run(command, device="cuda:0"), "new", "scratch", None)
     assert args == ["run", "--set", "kl.T=2", "--set", "kd.ce_weight=0.5", "--protocol", "fast",  # kl: kd's alias
                     "--losses", "kd", "--seeds", "3", "--results-dir", "new", "--cache-dir", "scratch",
-                    "--device", "cuda:0"]
+                    "--validation-size", "0", "--device", "cuda:0"]  # a run from before validation splits
     assert rerun_arguments(stored_run(command), "new", "scratch", "cpu")[-2:] == ["--device", "cpu"]
     distributed = rerun_arguments(stored_run("bench run --nproc 2", world_size=4, device="cuda:1"), "n", "s", None)
-    assert distributed[-2:] == ["--nproc", "4"] and "--device" not in distributed
+    assert distributed[-4:] == ["--nproc", "4", "--validation-size", "0"] and "--device" not in distributed
+    held_out = rerun_arguments(stored_run("bench run --validation-size 100", validation_size=100), "n", "s", "cpu")
+    assert held_out.count("--validation-size") == 1 and held_out[held_out.index("--validation-size") + 1] == "100"
 
 
 def test_changed_settings_name_what_moved_the_run_id():

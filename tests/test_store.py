@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from bench.report import build
-from bench.results import COLUMNS, ResultsStore
+from bench.results import COLUMNS, VALIDATION, ResultsStore
 from registry import ConfigError
 
 WRITERS, APPENDS = 4, 15
@@ -131,7 +131,7 @@ def test_a_failing_report_writes_no_file(tmp_path, cli, monkeypatch):
 LATER_COLUMNS = ("teacher_seed", "numpy_version", "pot_version", "python_version")
 
 
-@pytest.mark.parametrize("missing", [LATER_COLUMNS[:1], LATER_COLUMNS])
+@pytest.mark.parametrize("missing", [LATER_COLUMNS[:1], LATER_COLUMNS, (*LATER_COLUMNS, *sorted(VALIDATION))])
 def test_a_file_from_before_a_column_was_added_is_read_and_extended(tmp_path, missing):
     store = ResultsStore(tmp_path, "toy")
     store.directory.mkdir()

@@ -1,4 +1,5 @@
-"""What a dataset is to the harness: its facts (``DatasetInfo``) and its two splits.
+"""What a dataset is to the harness: its facts (``DatasetInfo``) and its splits (train, test, and a
+validation split once one is carved from train).
 
 Small datasets (CIFAR, SVHN, Fashion-MNIST) are held whole as uint8 tensors (``ImageTensors``) so
 they can live on the training device and be augmented with batched tensor ops. Datasets too large
@@ -62,6 +63,7 @@ class LoadedDataset:
     info: DatasetInfo
     train: Split
     test: Split
+    validation: Split | None = None  # carved from the training split (bench.data.validation); None: not carved
 
 
 @dataclass(frozen=True)

@@ -136,7 +136,7 @@ def test_evaluate_asks_only_a_loss_that_defines_evaluation(monkeypatch):
                 torch.randint(4, (8,), generator=g), torch.arange(8)) for _ in range(2)]
     monkeypatch.setattr(DistillLoss, "evaluation_logits",
                         lambda self, student: pytest.fail("asked a loss that does not define its evaluation"))
-    (simkd_top1, _), (kd_top1, _) = evaluate([student, student], Stream(batches), Acceleration(), losses=[simkd, kd])
+    (simkd_top1, *_), (kd_top1, *_) = evaluate([student, student], Stream(batches), Acceleration(), losses=[simkd, kd])
     with torch.no_grad():
         through_head = torch.cat([simkd.evaluation_logits(student.extract(x, frozenset({Need.FEATURES})))
                                   for x, _, _ in batches]).argmax(1)
