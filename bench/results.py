@@ -32,7 +32,8 @@ from registry import ConfigError
 
 COLUMNS = [
     "run_id", "recipe_hash", "dataset", "pair", "teacher", "student", "loss", "provider", "provider_version",
-    "seed", "teacher_seed", "protocol", "strong_view", "stem", "epochs", "batch_size", "lr", "weight", "ce_weight", "hparams",
+    "seed", "teacher_seed", "protocol", "strong_view", "tuned", "stem", "epochs", "batch_size", "lr", "weight", "ce_weight",
+    "hparams",
     "best_top1", "best_top5", "best_epoch", "last_top1", "last_top5",
     "val_size", "val_curve", "selected_epoch", "val_top1", "selected_top1", "selected_top5", "teacher_top1", "teacher_top5",
     "diverged", "curve", "wall_s", "s_per_epoch", "loss_ms", "device", "torch_version", "timm_version",
@@ -41,14 +42,15 @@ COLUMNS = [
 # Empty in the rows of a file written before the column existed (and kept empty when rewritten).
 # The validation columns (bench.data.validation) are also empty in the rows of runs without a validation split.
 VALIDATION = {"val_size", "val_curve", "selected_epoch", "val_top1", "selected_top1", "selected_top5"}
-ADDED_LATER = {"teacher_seed", "strong_view", "numpy_version", "pot_version", "python_version", *VALIDATION}
+# tuned: the bench tune search whose settings a run applied (bench run --tuned); empty for a recipe's settings.
+ADDED_LATER = {"teacher_seed", "strong_view", "tuned", "numpy_version", "pot_version", "python_version", *VALIDATION}
 SCORES = {"best_top1", "best_top5", "best_epoch", "last_top1", "last_top5", "loss_ms"}  # none: diverged, no loss term
 NO_VALUE_ALLOWED = SCORES | ADDED_LATER
 NUMBERS = {"seed", "teacher_seed", "epochs", "batch_size", "lr", "weight", "ce_weight", "teacher_top1", "teacher_top5",
            "wall_s", "s_per_epoch", *SCORES, *VALIDATION - {"val_curve"}}
 JSON_VALUES = {"hparams", "curve", "val_curve"}
 TEXT = {"run_id", "recipe_hash", "dataset", "pair", "teacher", "student", "loss", "provider", "provider_version",
-        "protocol", "stem", "hparams", "curve", "val_curve", "device", "torch_version", "timm_version", "numpy_version",
+        "protocol", "tuned", "stem", "hparams", "curve", "val_curve", "device", "torch_version", "timm_version", "numpy_version",
         "pot_version", "python_version", "distillbench_version", "finished_at", "command"}
 
 

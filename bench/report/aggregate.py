@@ -22,7 +22,7 @@ PAIRED = {"delta": "delta", "ci_low": "ci_low", "ci_high": "ci_high", "p_t_holm"
 HEAD = ["dataset", "pair", "protocol", "epochs", "rank", "rank_low", "rank_high", "loss", "n_seeds", "n_diverged",
         "best_top1_mean", "best_top1_std", "last_top1_mean", "last_top1_std", "best_top5_mean"]
 TAIL = ["paired_sd", "seeds_needed", "teacher_top1", "s_per_epoch", "loss_ms",
-        "teacher", "student", "strong_view", "stem", "batch_size", "lr", "weight", "ce_weight", "hparams", "recipe_hash"]
+        "teacher", "student", "strong_view", "tuned", "stem", "batch_size", "lr", "weight", "ce_weight", "hparams", "recipe_hash"]
 
 
 def paired_columns(baselines: tuple[str, ...]) -> list[str]:

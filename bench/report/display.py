@@ -42,6 +42,7 @@ def labelled(table: pd.DataFrame) -> pd.DataFrame:
     shown["group"] = shown.groupby(COMPARISON, dropna=False, sort=False).ngroup()
     shown["setting"] = shown["protocol"].astype(str) + ", " + shown["epochs"].astype(str) + " ep"
     shown.loc[shown["strong_view"].eq(True), "setting"] += ", strong view"
+    shown.loc[shown["tuned"].ne(""), "setting"] += ", tuned " + shown["tuned"].str[:7]
     budget = shown.groupby(["dataset", "pair", "protocol", "epochs"])[["stem", "batch_size", "lr"]]
     ambiguous = budget.transform("nunique").gt(1).any(axis=1)
     detail = ", bs " + shown["batch_size"].astype(str) + ", lr " + shown["lr"].map("{:g}".format)

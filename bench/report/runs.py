@@ -39,6 +39,7 @@ def load_runs(path: Path) -> pd.DataFrame:
         raise ConfigError(f"{path} lacks the column(s) {', '.join(missing)}; it is not a runs.csv of bench run")
     for column in ("diverged", "strong_view"):  # a file from before the strong view has no such column: one view
         runs[column] = flag(runs, column)
+    runs["tuned"] = runs["tuned"].fillna("")  # the search a tuned run applied; "" for a recipe's settings
     runs = runs.sort_values("finished_at", kind="stable").drop_duplicates("run_id", keep="last")
     return runs.reset_index(drop=True)
 
