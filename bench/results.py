@@ -36,21 +36,23 @@ COLUMNS = [
     "hparams",
     "best_top1", "best_top5", "best_epoch", "last_top1", "last_top5",
     "val_size", "val_curve", "selected_epoch", "val_top1", "selected_top1", "selected_top5", "teacher_top1", "teacher_top5",
-    "diverged", "curve", "wall_s", "s_per_epoch", "loss_ms", "device", "torch_version", "timm_version",
+    "diverged", "top_class_share", "collapsed", "collapse_reason", "curve", "wall_s", "s_per_epoch", "loss_ms", "device", "torch_version", "timm_version",
     "numpy_version", "pot_version", "python_version", "distillbench_version", "finished_at", "command",
 ]
 # Empty in the rows of a file written before the column existed (and kept empty when rewritten).
 # The validation columns (bench.data.validation) are also empty in the rows of runs without a validation split.
 VALIDATION = {"val_size", "val_curve", "selected_epoch", "val_top1", "selected_top1", "selected_top5"}
+# bench.collapse: a row from before has no prediction share and is classified on read (bench.report.runs).
+COLLAPSE = {"top_class_share", "collapsed", "collapse_reason"}
 # tuned: the bench tune search whose settings a run applied (bench run --tuned); empty for a recipe's settings.
-ADDED_LATER = {"teacher_seed", "strong_view", "tuned", "numpy_version", "pot_version", "python_version", *VALIDATION}
+ADDED_LATER = {"teacher_seed", "strong_view", "tuned", "numpy_version", "pot_version", "python_version", *VALIDATION, *COLLAPSE}
 SCORES = {"best_top1", "best_top5", "best_epoch", "last_top1", "last_top5", "loss_ms"}  # none: diverged, no loss term
 NO_VALUE_ALLOWED = SCORES | ADDED_LATER
 NUMBERS = {"seed", "teacher_seed", "epochs", "batch_size", "lr", "weight", "ce_weight", "teacher_top1", "teacher_top5",
-           "wall_s", "s_per_epoch", *SCORES, *VALIDATION - {"val_curve"}}
+           "wall_s", "s_per_epoch", "top_class_share", *SCORES, *VALIDATION - {"val_curve"}}
 JSON_VALUES = {"hparams", "curve", "val_curve"}
 TEXT = {"run_id", "recipe_hash", "dataset", "pair", "teacher", "student", "loss", "provider", "provider_version",
-        "protocol", "tuned", "stem", "hparams", "curve", "val_curve", "device", "torch_version", "timm_version", "numpy_version",
+        "protocol", "tuned", "stem", "hparams", "curve", "val_curve", "collapse_reason", "device", "torch_version", "timm_version", "numpy_version",
         "pot_version", "python_version", "distillbench_version", "finished_at", "command"}
 
 
@@ -160,8 +162,9 @@ def row_problem(header: list[str], values: list[str]) -> str | None:
         datetime.fromisoformat(row["finished_at"])
     except (ValueError, TypeError) as exc:
         return f"unreadable value ({exc})"
-    if row["diverged"] not in ("True", "False"):
-        return f"diverged is {row['diverged']!r}, expected True or False"
+    for column in ("diverged", "collapsed"):
+        if row[column] not in ("True", "False") and (row[column] or column not in NO_VALUE_ALLOWED):
+            return f"{column} is {row[column]!r}, expected True or False"
     return None
 
 

@@ -25,6 +25,7 @@ import torch
 from filelock import Timeout
 
 from bench import checkpoint
+from bench.collapse import collapse_reason
 from bench.cohort import Acceleration, Student, new_student, train_cohort
 from bench.config import (
     STANDARD_PROTOCOL, RunSpec, dataset_recipe, pair_loss_settings, parse_overrides, resolve_loss,
@@ -350,6 +351,16 @@ def validation_columns(run: RunSpec, history: list[dict]) -> dict:
             "selected_top5": at("top5")}
 
 
+def collapse_columns(student: Student, num_classes: int) -> dict:
+    """The most-predicted class's share at the last test evaluation, and whether the run collapsed (and why);
+    a diverged run is diverged, not collapsed."""
+    last = student.history[-1]
+    share = last.get("top_class_share", math.nan)  # a checkpoint from before the share was counted has none
+    reason = "" if student.diverged or math.isnan(share) else collapse_reason(last["top1"], share, num_classes)
+    return {"top_class_share": None if math.isnan(share) else round(share, 2), "collapsed": bool(reason),
+            "collapse_reason": reason}
+
+
 def result_row(run: RunSpec, student: Student, teacher: Teacher, plan: Plan, command: str) -> dict:
     curve = [h["top1"] for h in student.history]
     best = best_epoch(curve)
@@ -367,7 +378,8 @@ def result_row(run: RunSpec, student: Student, teacher: Teacher, plan: Plan, com
         "last_top1": round(curve[-1], 2), "last_top5": round(student.history[-1]["top5"], 2),
         **validation_columns(run, student.history),
         "teacher_top1": round(teacher.top1, 2), "teacher_top5": round(teacher.top5, 2),
-        "diverged": student.diverged, "curve": _json([round(c, 2) for c in curve]),
+        "diverged": student.diverged, **collapse_columns(student, plan.data.info.num_classes),
+        "curve": _json([round(c, 2) for c in curve]),
         "wall_s": round(sum(h["wall_s"] for h in student.history), 1),
         "s_per_epoch": round(sum(h["step_s"] for h in student.history) / len(curve), 2),
         "loss_ms": round(sum(loss_ms) / len(loss_ms), 3) if loss_ms else None,

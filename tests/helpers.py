@@ -37,6 +37,16 @@ def interrupt_after_first_epoch(monkeypatch, students: int) -> Callable[[], None
     return lambda: monkeypatch.setattr(bench.runner.checkpoint, "save", original_save)
 
 
+class FixedStream:
+    """One pass of fixed batches, as the harness's test stream gives them."""
+
+    def __init__(self, batches):
+        self.batches = batches
+
+    def epoch(self, epoch):
+        return iter(self.batches)
+
+
 def read_runs(results: Path, dataset: str = "synthetic") -> pd.DataFrame:
     return pd.read_csv(results / dataset / "runs.csv").sort_values(["loss", "seed"]).reset_index(drop=True)
 

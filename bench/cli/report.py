@@ -27,22 +27,27 @@ def report(
         metavar="A,B", help="Print loss A against loss B seed by seed, with CI and p-values; writes nothing.")] = None,
     compare_protocols: Annotated[Optional[str], typer.Option(
         metavar="P,Q", help="Print Kendall's tau between protocol P's and Q's rankings; writes nothing.")] = None,
+    include_collapsed: Annotated[bool, typer.Option(
+        "--include-collapsed", help="Count collapsed runs (at chance, or one class predicted) in means, tests, ranks "
+                                    "and tau [default: left out and listed apart].")] = False,
 ) -> None:
     """Write leaderboard.csv/.md, plots/ and report.html per dataset, and print the leaderboard."""
     from bench.report import build_report  # pandas and matplotlib load only when a report is made
     from bench.report import compare as comparisons
-    from bench.report.runs import select_runs
+    from bench.report.runs import collapsed_apart, select_runs
 
     if compare or compare_protocols:  # printed in full; every name is checked before anything prints
         loss_pair = compare and comparisons.two_names("loss", compare)
         protocol_pair = compare_protocols and comparisons.two_names("protocol", compare_protocols)
-        selected = select_runs(results_dir, names(dataset), names(pair), names(losses))
+        selected = {name: collapsed_apart(runs, include_collapsed)[0]
+                    for name, runs in select_runs(results_dir, names(dataset), names(pair), names(losses)).items()}
         printed = [comparisons.compare_losses(selected, *loss_pair)] if loss_pair else []
         printed += [comparisons.compare_protocols(selected, *protocol_pair)] if protocol_pair else []
         for part in printed:
             console().print(part)
         return
     written = build_report(results_dir, datasets=names(dataset), pairs=names(pair), losses=names(losses),
-                           console=console(), baselines=None if baseline is None else tuple(names(baseline)))
+                           console=console(), baselines=None if baseline is None else tuple(names(baseline)),
+                           include_collapsed=include_collapsed)
     for page in (path for path in written if path.name == "report.html"):
         typer.echo(f"report: {page}")

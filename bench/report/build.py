@@ -15,14 +15,14 @@ from rich.console import Console
 
 from bench.report.aggregate import BASELINES, leaderboard
 from bench.report.console import leaderboard_tables
-from bench.report.display import NOTES, caption, friedman_note, labelled, protocol_note
+from bench.report.display import NOTES, caption, collapse_line, friedman_note, labelled, protocol_note
 from bench.report.html import report_html
 from bench.report.keys import RECIPE
 from bench.report.markdown import leaderboard_markdown
 from bench.report.plots import write_plots
 from bench.report.protocols import resampled_comparisons
 from bench.report.reference import published
-from bench.report.runs import select_runs
+from bench.report.runs import collapsed_apart, select_runs
 from bench.report.stats import friedman_over_pairs
 from bench.results import atomic_write_text
 from registry import ConfigError
@@ -35,12 +35,14 @@ def build_report(
     losses: list[str] | None = None,
     console: Console | bool | None = None,
     baselines: tuple[str, ...] | None = None,
+    include_collapsed: bool = False,
 ) -> list[Path]:
     """Write the report of every selected dataset and return the files written.
 
     ``console``: where the leaderboard table is printed (None: stdout, False: nowhere).
     ``baselines``: the losses every other loss is tested against, paired by seed; when given, each must
-    have runs (the default, vanilla and kd, is used where present).
+    have runs (the default, vanilla and kd, is used where present). ``include_collapsed``: count collapsed
+    runs in means, tests, ranks and τ (by default they are left out and listed apart).
     """
     results_dir = Path(results_dir)
     selected = select_runs(results_dir, datasets, pairs, losses)
@@ -50,7 +52,8 @@ def build_report(
         console = Console()
     written = []
     for dataset, runs in selected.items():
-        written += write_dataset_report(results_dir / dataset, dataset, runs, losses, console, baselines or BASELINES)
+        written += write_dataset_report(results_dir / dataset, dataset, runs, losses, console, baselines or BASELINES,
+                                        include_collapsed)
     return written
 
 
@@ -65,10 +68,11 @@ def check_baselines(baselines: tuple[str, ...], selected: dict[str, pd.DataFrame
 
 def write_dataset_report(
     directory: Path, dataset: str, runs: pd.DataFrame, losses: list[str] | None, console: Console | bool,
-    baselines: tuple[str, ...] = BASELINES,
+    baselines: tuple[str, ...] = BASELINES, include_collapsed: bool = False,
 ) -> list[Path]:
     """The files of one dataset; the leaderboard goes to ``console`` unless it is False."""
-    table = leaderboard(runs, losses, baselines)
+    table = leaderboard(runs, losses, baselines, include_collapsed)
+    runs, collapsed = collapsed_apart(runs, include_collapsed)
     reference = published(dataset)
     if reference is not None:
         table = reference.join(table)
@@ -79,10 +83,12 @@ def write_dataset_report(
     protocols = resampled_comparisons(dataset, runs)
     notes = [NOTES, *map(friedman_note, across_pairs), *map(protocol_note, protocols)]
     notes += [reference.note] if reference is not None else []
+    collapse_note = collapse_line(collapsed)
+    notes += [collapse_note] if collapse_note else []
 
     csv, markdown, page = directory / "leaderboard.csv", directory / "leaderboard.md", directory / "report.html"
     texts = {csv: table.to_csv(index=False, float_format="%.4f"),
-             markdown: leaderboard_markdown(dataset, shown, about, notes)}
+             markdown: leaderboard_markdown(dataset, shown, about, notes, collapsed)}
     with tempfile.TemporaryDirectory(dir=directory, prefix=".plots.") as staging:  # every file made before any is written
         staged = write_plots(Path(staging), shown, runs, across_pairs, protocols)
         texts[page] = report_html(dataset, shown, about, notes, [f for f in staged if f.suffix == ".png"])
@@ -94,4 +100,6 @@ def write_dataset_report(
         atomic_write_text(path, text)
     if console is not False:
         console.print(leaderboard_tables(dataset, shown, about, console))
+        if collapse_note:
+            console.print(collapse_note, markup=False)
     return [csv, markdown, *figures, page]

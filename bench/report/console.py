@@ -17,17 +17,19 @@ from rich.text import Text
 from bench.report.display import cells, comparison_notes, number
 
 IN_TITLE = ["pair", "setting", "teacher (%)"]
-SHORT = {"best top-1 (%)": "best", "last top-1 (%)": "last", "top-5 (%)": "top-5", "loss ms/step": "ms/step",
+SHORT = {"selected top-1 (%)": "top-1", "val top-1 (%)": "val", "best on test (%)": "best on test",
+         "last top-1 (%)": "last", "top-5 (%)": "top-5", "loss ms/step": "ms/step",
          "published (%)": "paper", "Δ published (last)": "Δ paper", "seeds for Δ 0.5": "seeds Δ0.5",
          "seeds": "n", "rank 95%": "rank CI"}
 # columns left out where a table is too wide, by header prefix, earliest first
-DROPPED_FIRST = ("top-5 (%)", "loss ms/step", "s/epoch", "Δ published (last)", "published (%)", "seeds for Δ 0.5",
+DROPPED_FIRST = ("top-5 (%)", "best on test (%)", "val top-1 (%)", "loss ms/step", "s/epoch", "Δ published (last)", "published (%)", "seeds for Δ 0.5",
                  "95% CI", "last top-1 (%)")
 
 
 def leaderboard_tables(dataset: str, shown: pd.DataFrame, caption: str, console: Console) -> Group:
     text = cells(shown).drop(columns=IN_TITLE)
-    text["seeds"] = [f"{n}+{d}" if d else str(n) for n, d in zip(shown["n_seeds"], shown["n_diverged"])]
+    text["seeds"] = [f"{n}{f'+{d}d' if d else ''}{f'+{c}c' if c else ''}"
+                     for n, d, c in zip(shown["n_seeds"], shown["n_diverged"], shown["n_collapsed"])]
     notes = comparison_notes(shown)
     parts = []
     for group, rows in shown.groupby("group", sort=False):
@@ -45,7 +47,7 @@ def leaderboard_tables(dataset: str, shown: pd.DataFrame, caption: str, console:
             parts.append(Text(f"not shown at {console.width} columns: {', '.join(left_out)} (see leaderboard.md)",
                               style="dim"))
         parts.append(Text(notes[group], style="dim"))
-    footer = f"n: finished seeds (+ diverged, excluded). top-1 / top-5 in %. {caption.replace('`', '')}"
+    footer = f"n: finished seeds (+d diverged, +c collapsed: excluded). top-1 / top-5 in %. {caption.replace('`', '')}"
     return Group(*parts, Text(footer, style="dim"))
 
 

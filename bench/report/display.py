@@ -1,7 +1,8 @@
 """How leaderboard numbers read: the cells, labels and notes shared by markdown, HTML and console.
 
 One place decides that a single seed shows "± n/a", a recipe whose seeds all diverged shows
-"diverged" and a missing baseline shows "–", so the three renderings never disagree.
+"diverged" (all collapsed: "collapsed") and a missing baseline shows "–", so the three renderings
+never disagree.
 """
 
 from __future__ import annotations
@@ -18,13 +19,18 @@ from bench.report.stats import ALPHA, BETTER, SAME, WORSE, Friedman, seeds_neede
 MISSING = "–"
 MARKS = {BETTER: "▲", WORSE: "▼", SAME: "≈"}
 NOTES = (
-    "best / last: top-1 at the best / last epoch, mean ± sample std over seeds (n/a for one seed). "
-    "Diverged runs are counted, never averaged or tested. "
-    "rank: by mean best top-1 within pair and setting; rank 95%: its interval from resampling seeds "
+    "selected: test top-1 at the epoch of the highest validation top-1 (the validation split is carved from the "
+    "training images, its size in the setting); a setting that names no validation split has none (runs from "
+    "before it existed), and there selected is the best epoch on test. val: validation top-1 at that epoch. last: test top-1 at the last epoch. Each is a mean ± "
+    "sample std over seeds (n/a for one seed). best on test: the best epoch chosen on the test set, shown only "
+    "beside published tables, which report it. "
+    "Diverged runs are counted, never averaged or tested; so are collapsed runs (at chance or one class), listed "
+    "apart. "
+    "rank: by mean selected top-1 within pair and setting; rank 95%: its interval from resampling seeds "
     "(bootstrap, 2000 draws, seeded). "
-    "Δ: mean per-seed difference in best top-1 to the baseline over the seeds both finished (runs of a seed share "
+    "Δ: mean per-seed difference in selected top-1 to the baseline over the seeds both finished (runs of a seed share "
     "the student's init and batches), with its t-based 95% CI (not adjusted for the number of losses; the marks are). "
-    "vs: paired t-test, Holm-corrected across the losses of the comparison, for the best then the last epoch: "
+    "vs: paired t-test, Holm-corrected across the losses of the comparison, for the selected then the last epoch: "
     "▲ better, ▼ worse, ≈ indistinguishable at α = 0.05; n/a: fewer than two shared seeds, no test. "
     "leaderboard.csv adds the Holm-corrected p-values (t-test; Wilcoxon signed-rank from 6 seeds). "
     "seeds for Δ 0.5: seeds a paired t-test needs to resolve a Δ of 0.5 points with 80% power, "
@@ -42,6 +48,7 @@ def labelled(table: pd.DataFrame) -> pd.DataFrame:
     shown["group"] = shown.groupby(COMPARISON, dropna=False, sort=False).ngroup()
     shown["setting"] = shown["protocol"].astype(str) + ", " + shown["epochs"].astype(str) + " ep"
     shown.loc[shown["strong_view"].eq(True), "setting"] += ", strong view"
+    shown["setting"] += shown["val_size"].map(lambda size: "" if pd.isna(size) else f", validation {size:.0f}")
     shown.loc[shown["tuned"].ne(""), "setting"] += ", tuned " + shown["tuned"].str[:7]
     budget = shown.groupby(["dataset", "pair", "protocol", "epochs"])[["stem", "batch_size", "lr"]]
     ambiguous = budget.transform("nunique").gt(1).any(axis=1)
@@ -87,10 +94,11 @@ def cells(shown: pd.DataFrame) -> pd.DataFrame:
     out["#"] = shown["rank"].map(lambda r: MISSING if pd.isna(r) else str(r))
     out["rank 95%"] = [_interval(*values) for values in zip(shown["rank"], shown["rank_low"], shown["rank_high"])]
     out["loss"] = shown["label"]
-    out["seeds"] = [_seeds(n, d) for n, d in zip(shown["n_seeds"], shown["n_diverged"])]
-    out["best top-1 (%)"] = _spread(shown, "best_top1")
+    out["seeds"] = [_seeds(*counts) for counts in zip(shown["n_seeds"], shown["n_diverged"], shown["n_collapsed"])]
+    out["selected top-1 (%)"] = _spread(shown, "selected_top1")
+    out["val top-1 (%)"] = shown["val_top1_mean"].map(number)
     out["last top-1 (%)"] = _spread(shown, "last_top1")
-    out["top-5 (%)"] = shown["best_top5_mean"].map(number)
+    out["top-5 (%)"] = shown["selected_top5_mean"].map(number)
     for baseline in baselines(shown):
         out[f"Δ {baseline}"] = shown[f"delta_{baseline}"].map(signed)
         bounds = zip(shown[f"delta_{baseline}"], shown[f"ci_low_{baseline}"], shown[f"ci_high_{baseline}"])
@@ -101,6 +109,7 @@ def cells(shown: pd.DataFrame) -> pd.DataFrame:
     out["s/epoch"] = shown["s_per_epoch"].map(number)
     out["loss ms/step"] = shown["loss_ms"].map(number)
     if "published_top1" in shown:
+        out["best on test (%)"] = _spread(shown, "best_top1")
         out["published (%)"] = shown["published_top1"].map(number)
         out["Δ published (last)"] = shown["delta_published"].map(signed)
     return out
@@ -126,7 +135,7 @@ def _study_size(rows: pd.DataFrame, baseline: str) -> str:
     if spread.empty:
         return f"{seeds} seeds; no spread of Δ between seeds is observed to size a study from."
     pooled = float((spread ** 2).mean() ** 0.5)
-    return (f"{seeds} seeds. Paired SD of Δ best top-1 to {baseline}: {pooled:.2f} points (pooled over {len(spread)} "
+    return (f"{seeds} seeds. Paired SD of Δ selected top-1 to {baseline}: {pooled:.2f} points (pooled over {len(spread)} "
             f"losses) → {int(seeds_needed(pooled))} seeds would resolve a Δ of 0.5 points with 80% power.")
 
 
@@ -185,10 +194,10 @@ def signed(value: float) -> str:
 
 
 def _spread(shown: pd.DataFrame, metric: str) -> list[str]:
-    """Mean ± std per row; "diverged" where no seed finished."""
-    triples = zip(shown[f"{metric}_mean"], shown[f"{metric}_std"], shown["n_seeds"])
-    return ["diverged" if n == 0 else f"{mean:.2f} ± {'n/a' if pd.isna(std) else f'{std:.2f}'}"
-            for mean, std, n in triples]
+    """Mean ± std per row; "diverged" where no seed finished, "collapsed" where every one that did collapsed."""
+    rows = zip(shown[f"{metric}_mean"], shown[f"{metric}_std"], shown["n_seeds"], shown["n_collapsed"])
+    return [("collapsed" if collapsed else "diverged") if n == 0 else f"{mean:.2f} ± {'n/a' if pd.isna(std) else f'{std:.2f}'}"
+            for mean, std, n, collapsed in rows]
 
 
 def _interval(rank, low, high) -> str:
@@ -212,8 +221,29 @@ def _marks(best: str, last: str) -> str:
     return f"{MARKS.get(best, 'n/a')} {MARKS.get(last, 'n/a')}"
 
 
-def _seeds(n_seeds: int, n_diverged: int) -> str:
-    return f"{n_seeds} (+{n_diverged} diverged)" if n_diverged else str(n_seeds)
+def _seeds(n_seeds: int, n_diverged: int, n_collapsed: int) -> str:
+    apart = [f"+{count} {status}" for count, status in ((n_diverged, "diverged"), (n_collapsed, "collapsed")) if count]
+    return f"{n_seeds} ({', '.join(apart)})" if apart else str(n_seeds)
+
+
+def collapse_line(collapsed: pd.DataFrame) -> str | None:
+    """One line naming which method collapsed under which protocol, with how many seeds; None when none did."""
+    if collapsed.empty:
+        return None
+    counts = collapsed.groupby(["loss", "pair", "protocol", "strong_view"], sort=True)["seed"].nunique()
+    named = [f"{loss} ({pair}, {protocol}{', strong view' if strong else ''}: {seeds} seed{'s' * (seeds != 1)})"
+             for (loss, pair, protocol, strong), seeds in counts.items()]
+    return ("Collapsed (at chance or one class predicted; left out of every mean, test, rank and τ, "
+            f"bench report --include-collapsed keeps them): {'; '.join(named)}.")
+
+
+def collapsed_runs(collapsed: pd.DataFrame) -> pd.DataFrame:
+    """The collapsed runs one by one, as the leaderboard's own part shows them."""
+    out = collapsed.sort_values(["pair", "protocol", "loss", "seed"], kind="stable")
+    protocol = out["protocol"] + out["strong_view"].map({True: ", strong view", False: ""})
+    return pd.DataFrame({"loss": out["loss"], "pair": out["pair"], "protocol": protocol,
+                         "seed": out["seed"].astype(int).astype(str), "last top-1 (%)": out["last_top1"].map(number),
+                         "reason": out["collapse_reason"]})
 
 
 def _distinct(values: pd.Series) -> list[str]:

@@ -1,5 +1,5 @@
-"""What makes runs comparable: a *comparison* (same dataset, pair and training budget) and a *recipe*
+"""What makes runs comparable: a *comparison* (same dataset, pair, training budget and validation split) and a *recipe*
 (a loss with its settings inside one). Ranks, Δ and every test stay inside one comparison."""
 
-COMPARISON = ["dataset", "pair", "protocol", "strong_view", "tuned", "stem", "epochs", "batch_size", "lr"]
+COMPARISON = ["dataset", "pair", "protocol", "strong_view", "val_size", "tuned", "stem", "epochs", "batch_size", "lr"]
 RECIPE = [*COMPARISON, "loss", "recipe_hash"]

@@ -36,7 +36,7 @@ def write_plots(plot_dir: Path, shown: pd.DataFrame, runs: pd.DataFrame, across_
         stem = plot_dir / slug(f"{first['pair']}_{first['setting']}")
         written += save(accuracy_bars(rows, title, colours), f"{stem}_accuracy")
         written += save(training_curves(rows, runs[runs["group"] == group], title, colours), f"{stem}_curves")
-        if rows[["s_per_epoch", "best_top1_mean"]].notna().all(axis=1).any():
+        if rows[["s_per_epoch", "selected_top1_mean"]].notna().all(axis=1).any():
             written += save(accuracy_vs_cost(rows, title, colours), f"{stem}_cost")
     reference = baselines(shown)[0]
     if shown["group"].nunique() >= 2 and shown[f"delta_{reference}"].notna().any():
@@ -50,17 +50,17 @@ def write_plots(plot_dir: Path, shown: pd.DataFrame, runs: pd.DataFrame, across_
 
 
 def accuracy_bars(rows: pd.DataFrame, title: str, colours: dict[str, tuple]) -> Figure:
-    """Mean best top-1 per loss, ± std where there are ≥2 seeds; vanilla and teacher as lines."""
+    """Mean selected top-1 (test, at the validation-selected epoch) per loss, ± std where there are ≥2 seeds; vanilla and teacher as lines."""
     fig = Figure(figsize=(max(7.0, 0.9 * len(rows) + 3.5), 4.8), layout="constrained")
     ax = fig.add_subplot()
     x = np.arange(len(rows))
-    means = rows["best_top1_mean"].to_numpy(float)
+    means = rows["selected_top1_mean"].to_numpy(float)
     ax.bar(x, np.nan_to_num(means), color=[colours[label] for label in rows["label"]], width=0.7)
-    _error_bars(ax, x, means, rows["best_top1_std"].to_numpy(float))
+    _error_bars(ax, x, means, rows["selected_top1_std"].to_numpy(float))
     ticks = [f"{label}\n{_seed_note(n, d)}" for label, n, d in zip(rows["label"], rows["n_seeds"], rows["n_diverged"])]
     ax.set_xticks(x, ticks, rotation=30 if len(rows) > 6 else 0, ha="right" if len(rows) > 6 else "center")
     references = []
-    vanilla = rows.loc[rows["loss"] == "vanilla", "best_top1_mean"].dropna()
+    vanilla = rows.loc[rows["loss"] == "vanilla", "selected_top1_mean"].dropna()
     if len(vanilla):
         level = vanilla.iloc[0]
         references.append(ax.axhline(level, color="0.35", linestyle="--", label=f"vanilla {level:.2f}%"))
@@ -69,12 +69,12 @@ def accuracy_bars(rows: pd.DataFrame, title: str, colours: dict[str, tuple]) -> 
         references.append(ax.axhline(teacher, color="black", linestyle=":", label=f"teacher {teacher:.2f}%"))
     if references:
         ax.legend(handles=references, loc="upper left", bbox_to_anchor=(1.01, 1))
-    spread = np.nan_to_num(rows["best_top1_std"].to_numpy(float))
+    spread = np.nan_to_num(rows["selected_top1_std"].to_numpy(float))
     bottom, _ = ax.set_ylim(*_zoom([means - spread, means + spread, [teacher], vanilla.to_numpy(float)]))
     for xi in x[rows["n_seeds"].to_numpy() == 0]:
         ax.text(xi, bottom, " diverged", rotation=90, ha="center", va="bottom", color="tab:red")
-    ax.set_ylabel("best top-1 accuracy (%)")
-    ax.set_title(f"{title}\nbest-epoch top-1, mean ± std over seeds")
+    ax.set_ylabel("selected top-1 accuracy (%)")
+    ax.set_title(f"{title}\ntest top-1 at the selected epoch, mean ± std over seeds")
     ax.grid(axis="y", alpha=0.3)
     return fig
 
@@ -113,24 +113,24 @@ def training_curves(rows: pd.DataFrame, runs: pd.DataFrame, title: str, colours:
 
 
 def accuracy_vs_cost(rows: pd.DataFrame, title: str, colours: dict[str, tuple]) -> Figure:
-    """Mean best top-1 against the student's own seconds per epoch, one labelled point per loss."""
+    """Mean selected top-1 against the student's own seconds per epoch, one labelled point per loss."""
     fig = Figure(figsize=(7.0, 5.0), layout="constrained")
     ax = fig.add_subplot()
-    points = rows[rows[["s_per_epoch", "best_top1_mean"]].notna().all(axis=1)]
-    x, y = points["s_per_epoch"].to_numpy(float), points["best_top1_mean"].to_numpy(float)
-    _error_bars(ax, x, y, points["best_top1_std"].to_numpy(float))
+    points = rows[rows[["s_per_epoch", "selected_top1_mean"]].notna().all(axis=1)]
+    x, y = points["s_per_epoch"].to_numpy(float), points["selected_top1_mean"].to_numpy(float)
+    _error_bars(ax, x, y, points["selected_top1_std"].to_numpy(float))
     ax.scatter(x, y, color=[colours[label] for label in points["label"]], zorder=3)
     for label, xi, yi in zip(points["label"], x, y):
         ax.annotate(label, (xi, yi), xytext=(5, 4), textcoords="offset points", fontsize="small")
     ax.set_xlabel("training time (s/epoch, the student's own work)")
-    ax.set_ylabel("best top-1 accuracy (%)")
+    ax.set_ylabel("selected top-1 accuracy (%)")
     ax.set_title(f"{title}\naccuracy vs cost")
     ax.grid(alpha=0.3)
     return fig
 
 
 def delta_heatmap(shown: pd.DataFrame, baseline: str) -> Figure:
-    """Δ best top-1 vs ``baseline``, losses × pairs; a loss with several recipes shows its best one."""
+    """Δ selected top-1 vs ``baseline``, losses × pairs; a loss with several recipes shows its best one."""
     best = shown[shown["loss"] != baseline].sort_values("rank", kind="stable").drop_duplicates(["group", "loss"])
     column = best["pair"] if shown["setting"].nunique() == 1 else best["pair"] + "\n" + best["setting"]
     grid = best.assign(column=column).pivot(index="loss", columns="column", values=f"delta_{baseline}")
@@ -146,8 +146,8 @@ def delta_heatmap(shown: pd.DataFrame, baseline: str) -> Figure:
         ax.text(j, i, "–" if np.isnan(value) else f"{value:+.2f}", ha="center", va="center", fontsize="small")
     ax.set_xticks(range(grid.shape[1]), grid.columns, rotation=30, ha="right")
     ax.set_yticks(range(grid.shape[0]), grid.index)
-    fig.colorbar(image, ax=ax, label=f"Δ best top-1 vs {baseline} (points)")
-    ax.set_title(f"{shown['dataset'].iloc[0]} · Δ best top-1 vs {baseline} per pair")
+    fig.colorbar(image, ax=ax, label=f"Δ selected top-1 vs {baseline} (points)")
+    ax.set_title(f"{shown['dataset'].iloc[0]} · Δ selected top-1 vs {baseline} per pair")
     return fig
 
 

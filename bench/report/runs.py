@@ -2,6 +2,11 @@
 
 Nothing here writes: the filters are checked against what is on disk first, so a typo in a
 filter costs nothing and leaves every earlier report in place.
+
+Rows are read as the report compares them: ``selected_top1`` / ``selected_top5`` are the test numbers at
+the validation-selected epoch, and for a run without a validation split (``val_size`` empty, so in
+comparisons of its own) its best epoch on test, ``selected_on`` saying which; ``collapsed`` /
+``collapse_reason`` of a row written before they were recorded are classified from its last top-1 / top-5.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.collapse import collapse_reason_of_older_row
 from bench.results import read_runs
 from registry import ConfigError
 
@@ -18,7 +24,8 @@ RUNS_FILE = "runs.csv"
 # Read as text whatever a hash or a name could be mistaken for a number in.
 TEXT_COLUMNS = ("run_id", "recipe_hash", "dataset", "pair", "teacher", "student", "loss", "protocol", "stem")
 USED_COLUMNS = TEXT_COLUMNS + (
-    "seed", "epochs", "batch_size", "lr", "best_top1", "best_top5", "last_top1", "teacher_top1", "diverged",
+    "seed", "epochs", "batch_size", "lr", "best_top1", "best_top5", "best_epoch", "last_top1", "last_top5",
+    "val_size", "val_top1", "selected_epoch", "selected_top1", "selected_top5", "teacher_top1", "diverged",
     "curve", "s_per_epoch", "loss_ms", "device", "torch_version", "timm_version", "distillbench_version",
     "finished_at", "command",
 )
@@ -39,9 +46,32 @@ def load_runs(path: Path) -> pd.DataFrame:
         raise ConfigError(f"{path} lacks the column(s) {', '.join(missing)}; it is not a runs.csv of bench run")
     for column in ("diverged", "strong_view"):  # a file from before the strong view has no such column: one view
         runs[column] = flag(runs, column)
+    runs["selected_on"] = runs["val_size"].notna().map({True: "validation", False: "test"})
+    on_test = runs["selected_on"] == "test"
+    for selected, best in (("selected_top1", "best_top1"), ("selected_top5", "best_top5"), ("selected_epoch", "best_epoch")):
+        runs[selected] = runs[selected].where(~on_test, runs[best])
+    runs = classify_collapse(runs)
     runs["tuned"] = runs["tuned"].fillna("")  # the search a tuned run applied; "" for a recipe's settings
     runs = runs.sort_values("finished_at", kind="stable").drop_duplicates("run_id", keep="last")
     return runs.reset_index(drop=True)
+
+
+def classify_collapse(runs: pd.DataFrame) -> pd.DataFrame:
+    """``collapsed`` as recorded; for rows from before it was, from their last top-1 / top-5 (never a diverged run)."""
+    older = runs["collapsed"].isna() & ~runs["diverged"]
+    reasons = [collapse_reason_of_older_row(top1, top5)
+               for top1, top5 in zip(runs.loc[older, "last_top1"], runs.loc[older, "last_top5"])]
+    runs["collapse_reason"] = runs["collapse_reason"].fillna("").astype(str)
+    runs.loc[older, "collapse_reason"] = reasons
+    runs["collapsed"] = flag(runs, "collapsed") | (older & runs["collapse_reason"].ne(""))
+    return runs
+
+
+def collapsed_apart(runs: pd.DataFrame, include_collapsed: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the runs a report counts, the collapsed runs it shows apart); ``include_collapsed`` counts them all."""
+    if include_collapsed:
+        return runs, runs.iloc[:0]
+    return runs[~runs["collapsed"]], runs[runs["collapsed"]]
 
 
 def flag(table: pd.DataFrame, column: str) -> pd.Series:

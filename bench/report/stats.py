@@ -5,7 +5,7 @@ comparison, so a loss is compared with a baseline *paired by seed*: the per-seed
 the loss's effect without the seed's luck. Every test comes from scipy, statsmodels or
 scikit-posthocs; this module only decides what is paired with what.
 
-- ``paired_table``: per recipe and baseline, best and last epoch: mean Δ, its t-based 95% CI, the
+- ``paired_table``: per recipe and baseline, selected and last epoch: mean Δ, its t-based 95% CI, the
   paired t-test (and Wilcoxon signed-rank from ``MIN_WILCOXON`` seeds), Holm-corrected across the
   losses of the leaderboard, a verdict, and the seeds a Δ of ``EFFECT`` points would need.
 - ``rank_intervals``: each recipe's rank interval from resampling seeds (bootstrap).
@@ -35,7 +35,10 @@ POWER = 0.8  # ... with this probability
 MIN_WILCOXON = 6  # below this the exact signed-rank test cannot reach p < 0.05 (2 / 2**5)
 RESAMPLES = 2000
 SEED = 0  # the bootstrap's generator: the same runs always give the same intervals
-EPOCHS = {"best": "best_top1", "last": "last_top1"}
+# the epochs tests compare: the validation-selected one (bench.report.runs: the best on test for runs
+# without a validation split, in comparisons of their own), then the last; the first is the headline
+EPOCHS = {"selected": "selected_top1", "last": "last_top1"}
+HEADLINE = EPOCHS["selected"]
 
 BETTER, WORSE, SAME, NO_TEST = "better", "worse", "indistinguishable", "no test"
 
@@ -151,7 +154,7 @@ def verdict(delta: float, p_holm: float) -> str:
 
 
 def rank_intervals(finished: pd.DataFrame, recipes: pd.DataFrame) -> pd.DataFrame:
-    """``rank_low`` / ``rank_high``: the 95% bootstrap interval of each recipe's rank by mean best top-1.
+    """``rank_low`` / ``rank_high``: the 95% bootstrap interval of each recipe's rank by mean selected top-1.
 
     Seeds are resampled with replacement (the whole seed: every loss of it together, as they are
     paired); a recipe lacking every drawn seed keeps its observed mean. A recipe with one seed has
@@ -161,7 +164,7 @@ def rank_intervals(finished: pd.DataFrame, recipes: pd.DataFrame) -> pd.DataFram
     out = pd.DataFrame(np.nan, index=recipes.index, columns=["rank_low", "rank_high"])
     for _, rows in recipes.groupby(COMPARISON, dropna=False, sort=False):
         runs = finished.merge(rows[RECIPE], on=RECIPE)
-        grid = runs.pivot_table(index="seed", columns="recipe_hash", values="best_top1", aggfunc="mean")
+        grid = runs.pivot_table(index="seed", columns="recipe_hash", values=HEADLINE, aggfunc="mean")
         grid = grid.reindex(columns=rows["recipe_hash"])
         seeds = grid.notna().sum()
         ranked = (seeds > 0).to_numpy()
@@ -195,14 +198,14 @@ class Friedman:
 
 
 def friedman_over_pairs(shown: pd.DataFrame) -> list[Friedman]:
-    """Per setting with ≥ 2 pairs: Friedman over the losses every pair has (≥ 3), on mean best top-1.
+    """Per setting with ≥ 2 pairs: Friedman over the losses every pair has (≥ 3), on mean selected top-1.
 
     A loss with several recipes in a comparison enters with its best-ranked one.
     """
     results = []
-    for setting, rows in shown.dropna(subset=["best_top1_mean"]).groupby("setting", sort=False):
+    for setting, rows in shown.dropna(subset=[f"{HEADLINE}_mean"]).groupby("setting", sort=False):
         best = rows.sort_values("rank", kind="stable").drop_duplicates(["pair", "loss"])
-        grid = best.pivot(index="pair", columns="loss", values="best_top1_mean").dropna(axis=1)
+        grid = best.pivot(index="pair", columns="loss", values=f"{HEADLINE}_mean").dropna(axis=1)
         if len(grid) < 2 or grid.shape[1] < 3:
             continue
         test = stats.friedmanchisquare(*(grid[loss] for loss in grid.columns))
@@ -223,17 +226,17 @@ class Agreement:
     low: float  # 95% bootstrap interval; NaN when a protocol has fewer than two seeds
     high: float
     seeds: tuple[int, int]  # seeds every loss finished, per protocol
-    means: tuple[pd.Series, pd.Series]  # mean best top-1 per loss that τ ranks, per protocol
+    means: tuple[pd.Series, pd.Series]  # mean selected top-1 per loss that τ ranks, per protocol
 
 
 def protocol_agreement(a: pd.DataFrame, b: pd.DataFrame) -> Agreement | None:
-    """τ between two comparisons' rankings by mean best top-1 over the losses both have (≥ 3).
+    """τ between two comparisons' rankings by mean selected top-1 over the losses both have (≥ 3).
 
     ``a`` and ``b`` are finished runs of one comparison each (one recipe per loss). Only the seeds
     every shared loss finished count, so a seed trained for a few losses gives no interval; the two
     protocols' runs are independent, so each one's seeds are resampled on their own.
     """
-    grids = [runs.pivot_table(index="seed", columns="loss", values="best_top1", aggfunc="mean") for runs in (a, b)]
+    grids = [runs.pivot_table(index="seed", columns="loss", values=HEADLINE, aggfunc="mean") for runs in (a, b)]
     losses = sorted(set(grids[0].columns) & set(grids[1].columns))
     if len(losses) < 3:
         return None

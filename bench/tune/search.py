@@ -22,6 +22,7 @@ import optuna
 from filelock import FileLock, Timeout
 from sqlalchemy.engine import make_url
 
+from bench.collapse import collapse_reason
 from bench.config import content_hash, parse_overrides
 from bench.progress import Reporter
 from bench.results import ResultsStore
@@ -37,11 +38,13 @@ OBJECTIVE = "validation top-1 (%) at the validation-selected epoch"
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def objective(row: Mapping[str, Any]) -> tuple[float, str]:
-    """A finished trial's score and status: its validation top-1, or WORST for a run that diverged or collapsed."""
+def objective(row: Mapping[str, Any], num_classes: int) -> tuple[float, str]:
+    """A finished trial's score and status: its validation top-1, or WORST for a run that diverged or collapsed.
+    Collapse is judged on the validation split (its last epoch within bench.collapse's margin of chance), so the
+    test split plays no part in a choice."""
     if str(row["diverged"]) == "True":
         return WORST, "diverged"
-    if str(row.get("collapsed", "")) == "True":
+    if collapse_reason(json.loads(row["val_curve"])[-1], 0.0, num_classes):
         return WORST, "collapsed"
     return float(row["val_top1"]), "finished"
 
@@ -221,7 +224,7 @@ def _run_round(search: Search, storage, number: int, reporter: Reporter) -> None
             optuna_study.tell(trial, state=optuna.trial.TrialState.PRUNED)
             summary.append(f"{loss} pruned")
             continue
-        value, status = objective(rows.loc[run_ids[loss]])
+        value, status = objective(rows.loc[run_ids[loss]], plan.data.info.num_classes)
         trial.set_user_attr("status", status)
         optuna_study.tell(trial, value)
         summary.append(f"{loss} {value:.2f}" if status == "finished" else f"{loss} {status}")

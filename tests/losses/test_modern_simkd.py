@@ -11,7 +11,7 @@ from torch import nn
 from bench.cohort import Acceleration, evaluate
 from bench.data.base import DataRequest, load_dataset
 from bench.models import create_network, probe_shapes
-from helpers import read_runs, synthetic_run
+from helpers import FixedStream, read_runs, synthetic_run
 from losses import LOSSES, DistillLoss, LossContext, ModelShapes, Need, Outputs
 from losses.base import defines_evaluation
 from registry import ConfigError
@@ -112,16 +112,6 @@ def test_a_teacher_without_a_linear_head_on_its_last_stage_is_a_config_error(con
         LOSSES.get("simkd")(context(STUDENT, TEACHER, 8), factor=13)
 
 
-class Stream:
-    """One pass of fixed batches, as the harness's test stream gives them."""
-
-    def __init__(self, batches):
-        self.batches = batches
-
-    def epoch(self, epoch):
-        return iter(self.batches)
-
-
 def test_evaluate_asks_only_a_loss_that_defines_evaluation(monkeypatch):
     from bench.data.synthetic import INFO
     torch.manual_seed(0)
@@ -136,7 +126,7 @@ def test_evaluate_asks_only_a_loss_that_defines_evaluation(monkeypatch):
                 torch.randint(4, (8,), generator=g), torch.arange(8)) for _ in range(2)]
     monkeypatch.setattr(DistillLoss, "evaluation_logits",
                         lambda self, student: pytest.fail("asked a loss that does not define its evaluation"))
-    (simkd_top1, *_), (kd_top1, *_) = evaluate([student, student], Stream(batches), Acceleration(), losses=[simkd, kd])
+    (simkd_top1, *_), (kd_top1, *_) = evaluate([student, student], FixedStream(batches), Acceleration(), losses=[simkd, kd])
     with torch.no_grad():
         through_head = torch.cat([simkd.evaluation_logits(student.extract(x, frozenset({Need.FEATURES})))
                                   for x, _, _ in batches]).argmax(1)

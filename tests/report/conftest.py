@@ -30,6 +30,9 @@ def make_run(loss: str, seed: int, best: float, last: float | None = None, *, pa
         "command": f"bench run --dataset {dataset} --seeds 0,1,2",
         "tuned": "",  # the recipe's settings, not a search's
     }
+    # no validation split, collapse not recorded: rows as written before those columns existed
+    row |= dict.fromkeys(["val_size", "val_curve", "selected_epoch", "val_top1", "selected_top1", "selected_top5",
+                          "top_class_share", "collapsed", "collapse_reason"])
     unread = dict.fromkeys(set(COLUMNS) - set(row), "0")  # columns the report never reads (versions ...): any value
     return {**unread, **row, **fields}
 

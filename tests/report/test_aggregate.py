@@ -28,7 +28,7 @@ def test_mean_and_sample_std_over_seeds(board):
     assert board.loc["crd", "best_top1_mean"] == pytest.approx(76.0)
     assert board.loc["crd", "best_top1_std"] == pytest.approx(math.sqrt((1 + 1) / (2 - 1)))
     assert board.loc["kd", "last_top1_mean"] == pytest.approx(73.0 - 0.5)  # the factory's last = best - 0.5
-    assert board.loc["kd", "best_top5_mean"] == pytest.approx(93.0)  # best + 20
+    assert board.loc["kd", "selected_top5_mean"] == pytest.approx(93.0)  # best + 20
     assert board.loc["kd", "n_seeds"] == 3
 
 

@@ -198,7 +198,7 @@ def test_seeds_needed_note_pools_the_paired_spread(board):
     sds = [np.std(DELTAS[loss], ddof=1) for loss in DELTAS]
     pooled = math.sqrt(np.mean(np.square(sds)))
     [note] = comparison_notes(shown).values()
-    assert f"Paired SD of Δ best top-1 to vanilla: {pooled:.2f} points (pooled over 4 losses)" in note
+    assert f"Paired SD of Δ selected top-1 to vanilla: {pooled:.2f} points (pooled over 4 losses)" in note
     assert f"→ {int(seeds_needed(pooled))} seeds would resolve" in note
 
 
