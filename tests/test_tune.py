@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 import bench.runner
+from bench.tune.search import objective
 
 ROOT = Path(__file__).resolve().parents[1]
 LOSSES = "kd,fitnet"
@@ -123,6 +124,26 @@ def test_bench_run_tuned_applies_the_overlay_and_the_row_says_so(cli, searched, 
     assert tuned["run_id"] != plain["run_id"]
     configs = searched / "results" / "synthetic" / "configs"
     assert json.loads((configs / f"{tuned['run_id']}.json").read_text())["tuned"] == search_id
+
+
+@pytest.mark.parametrize("row, expected", [
+    ({"diverged": "False", "val_curve": "[40.0, 81.25]", "val_top1": 81.25}, (81.25, "finished")),
+    ({"diverged": "True", "val_curve": "[40.0, NaN]", "val_top1": 40.0}, (0.0, "diverged")),
+    ({"diverged": "False", "val_curve": "[60.0, 14.9]", "val_top1": 60.0}, (0.0, "collapsed")),  # ends at chance
+    ({"diverged": "False", "val_curve": "[60.0, 15.1]", "val_top1": 60.0}, (60.0, "finished")),
+])
+def test_the_objective_is_validation_top1_and_the_worst_for_a_failed_trial(row, expected):
+    assert objective(row, num_classes=10) == expected  # chance 10 %, collapsed below 1.5 x chance
+
+
+def test_a_diverging_trial_is_recorded_not_fatal(cli, tmp_path, teacher_cache):
+    cache = without_students(teacher_cache, tmp_path / "cache")
+    result = cli(*tune_args(tmp_path, cache, "--losses", "kd", "--set", "kd.weight=1e30", trials=1))
+    assert result.code == 0, result.err
+    [(state, params, value)] = trials_of(tmp_path / "results").values()
+    assert (state, value) == ("COMPLETE", 0.0)
+    entry = tomllib.loads((tmp_path / "results" / "synthetic" / "tuned.toml").read_text())["losses"]["kd"]
+    assert entry["status"] == "diverged" and entry["trials"]["diverged"] == 1
 
 
 BAD = {
