@@ -33,7 +33,7 @@ def sweep(
     tune: Annotated[bool, typer.Option("--tune", help="Start WORKERS 'bench tune' jobs per pair against one --storage instead of training cohorts.", rich_help_panel=TUNE)] = False,
     trials: Annotated[int, typer.Option(help="With --tune: trials per loss.", rich_help_panel=TUNE)] = 8,
     workers: Annotated[int, typer.Option(min=1, help="With --tune: workers per pair sharing the search.", rich_help_panel=TUNE)] = 2,
-    storage: Annotated[Optional[str], typer.Option(help="With --tune: Optuna storage URL every worker reaches [default: the SQLite file of RESULTS_DIR].", rich_help_panel=TUNE)] = None,
+    storage: Annotated[Optional[str], typer.Option(help="With --tune: Optuna storage URL every worker reaches (default: the SQLite file of RESULTS_DIR).", rich_help_panel=TUNE)] = None,
     train_size: Annotated[Optional[int], typer.Option(min=1, help="With --tune: training images per trial.", rich_help_panel=TUNE)] = None,
     results_dir: Annotated[Path, typer.Option(help="Where runs.csv goes; the sweep's jobs are noted in RESULTS_DIR/sweep/.")] = Path("results"),
     cache_dir: Annotated[Path, typer.Option(help="Teachers and epoch checkpoints, shared by the jobs.")] = DEFAULT_CACHE,
