@@ -6,10 +6,12 @@ checked before anything is written: an unreachable database is one line, not a s
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import optuna
 import sqlalchemy
+from filelock import FileLock
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
@@ -66,8 +68,15 @@ def check_storage(url: str) -> None:
 
 
 def open_storage(url: str) -> optuna.storages.RDBStorage:
-    """The storage (created on first use); SQLite waits for a busy file instead of failing."""
-    if make_url(url).get_backend_name() == "sqlite":
-        Path(make_url(url).database).parent.mkdir(parents=True, exist_ok=True)
+    """The storage, its tables created on first use by one worker at a time (two workers creating them at once
+    collide); SQLite waits for a busy file instead of failing."""
+    if make_url(url).get_backend_name() != "sqlite":
+        try:
+            return optuna.storages.RDBStorage(url)
+        except SQLAlchemyError:  # another worker created the tables meanwhile: they are there now
+            time.sleep(1)
+            return optuna.storages.RDBStorage(url)
+    database = Path(make_url(url).database)
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(database.with_name(f".{database.name}.lock")):
         return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": SQLITE_TIMEOUT_S}})
-    return optuna.storages.RDBStorage(url)
