@@ -43,6 +43,7 @@ from registry import ConfigError
 
 
 COMPILED_GRAPHS = 64
+FIRST_STEPS = 20  # steps of the first epoch whose terms, logit scale and gradient norm are kept (a collapse shows there)
 
 
 class Scores(NamedTuple):
@@ -102,6 +103,8 @@ class Student:
     history: list[dict] = field(default_factory=list)  # one entry per finished epoch
     diverged: bool = False
     stopped: bool = False  # stopped early by whoever drives the cohort (a pruned trial); not kept on resume
+    clip_grad: float | None = None  # the total gradient norm is clipped to this before each step
+    first_steps: list[dict] = field(default_factory=list)  # FIRST_STEPS entries: terms, logit_std/mean, grad_norm
     world: World = field(default_factory=World)  # the processes this student trains in (bench.training.distributed)
 
     def __post_init__(self):
@@ -129,8 +132,20 @@ class Student:
                 if strong is not None:
                     own.strong = self.network.extract(strong, self.loss.needs)
             task, distillation = self.objective(own, teacher, labels, indices, epoch, step, accel)
-            self.loss.optimizer_step(self.optimizer, task, distillation, self.world.average_gradients)
+            self.loss.optimizer_step(self.optimizer, task, distillation, self.gradients_ready)
             self.scheduler.after_batch()
+
+    def gradients_ready(self, params: list[torch.nn.Parameter]) -> None:
+        """Between backward and the optimizer's step (through the loss contract's ``average_gradients``): the
+        gradients averaged over processes, then clipped to ``clip_grad``; in the first steps, their norm kept."""
+        self.world.average_gradients(params)
+        watched = bool(self.first_steps) and "grad_norm" not in self.first_steps[-1]  # a first step, not yet read
+        if self.clip_grad is None and not watched:
+            return
+        norm = (torch.nn.utils.clip_grad_norm_(params, self.clip_grad) if self.clip_grad is not None
+                else torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None]))
+        if watched:
+            self.first_steps[-1]["grad_norm"] = norm.detach()  # before clipping
 
     def objective(self, own: Outputs, teacher: Outputs, labels: Tensor, indices: Tensor, epoch: int, step: int,
                   accel: Acceleration) -> tuple[Tensor, Tensor]:
@@ -149,6 +164,10 @@ class Student:
         terms = {key: mean([c[key] for c in called]) for key in called[0]}
         task, distillation = self.ce_weight * ce, self.weight * sum(t.float() for t in terms.values())
         self._accumulate({"ce": ce, **terms, "objective": task + distillation})
+        if epoch == 0 and step < FIRST_STEPS and len(self.first_steps) == step:
+            logits = own.logits.detach().float()
+            self.first_steps.append({"terms": {k: v.detach().float() for k, v in {"ce": ce, **terms}.items()},
+                                     "logit_std": logits.std(), "logit_mean": logits.mean()})
         return task, distillation
 
     def _terms(self, own: Outputs, teacher: Outputs, batch: Batch) -> dict[str, Tensor]:
@@ -184,6 +203,7 @@ class Student:
             "lr": self.optimizer.param_groups[0]["lr"],  # the rate of this epoch's last batch
         }
         self.history.append(record)
+        self.first_steps = [_as_numbers(entry) for entry in self.first_steps]  # one read of the device, once
         self.scheduler.after_epoch()
         self._start_epoch_sums()
         return record
@@ -192,7 +212,7 @@ class Student:
         return {
             "network": self.network.state_dict(), "loss": self.loss.state_dict(),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-            "history": self.history, "diverged": self.diverged,
+            "history": self.history, "diverged": self.diverged, "first_steps": self.first_steps,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -201,6 +221,14 @@ class Student:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.history, self.diverged = list(state["history"]), bool(state["diverged"])
+        self.first_steps = list(state.get("first_steps", []))  # a checkpoint from before they were kept has none
+
+
+def _as_numbers(entry):
+    """A first-steps entry with every tensor read as a float."""
+    if isinstance(entry, dict):
+        return {key: _as_numbers(value) for key, value in entry.items()}
+    return float(entry) if isinstance(entry, Tensor) else entry
 
 
 def mean(values: list[Tensor]) -> Tensor:
@@ -333,4 +361,5 @@ def new_student(name: str, seed: int, network: Network, loss: DistillLoss, setti
                                      nesterov=settings.nesterov)
     scheduler = Schedule(optimizer, settings.schedule, settings.epochs, settings.milestones, settings.gamma,
                          steps_per_epoch)
-    return Student(name, seed, settings.epochs, network, loss, weight, ce_weight, optimizer, scheduler, world=world)
+    return Student(name, seed, settings.epochs, network, loss, weight, ce_weight, optimizer, scheduler, world=world,
+                   clip_grad=settings.clip_grad)

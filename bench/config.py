@@ -106,6 +106,9 @@ class TrainSettings:
     # bench.training.schedule: "step" (x gamma at milestones) or "cosine" (to 0, per batch); out of the repr,
     # which teacher cache keys hash, so step-schedule teachers keep their keys (see ``identity``)
     schedule: str = field(default="step", repr=False)
+    # gradient clipping: the students' total gradient norm clipped to this before each step (None: none);
+    # out of the repr too, so teacher keys stay as they were, and out of a run id unless set
+    clip_grad: float | None = field(default=None, repr=False)
 
     def __post_init__(self):
         for name in ("epochs", "batch_size"):
@@ -115,11 +118,14 @@ class TrainSettings:
             raise ConfigError(f"lr must be positive and finite, got {self.lr}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"unknown schedule '{self.schedule}'; expected one of: {', '.join(SCHEDULES)}")
+        if self.clip_grad is not None and not 0 < self.clip_grad < math.inf:
+            raise ConfigError(f"clip_grad must be a positive, finite gradient norm, got {self.clip_grad}")
 
     def identity(self) -> dict[str, Any]:
         """What a cached result trained with these settings is keyed by; the step schedule, the only one
         there once was, stays implicit so that keys made before schedules existed still match."""
-        return {"train": self} if self.schedule == "step" else {"train": self, "schedule": self.schedule}
+        key = {"train": self} if self.schedule == "step" else {"train": self, "schedule": self.schedule}
+        return key if self.clip_grad is None else {**key, "clip_grad": self.clip_grad}
 
 
 def resolve_train(recipe: Mapping[str, Any], protocol: str, student: str | None,
@@ -309,6 +315,8 @@ class RunSpec:
                 data.pop(key)  # and runs on all their training images with their recipe's settings
         if data["train"]["schedule"] == "step":
             data["train"].pop("schedule")  # so do runs of the step schedule, the only one there was
+        if data["train"]["clip_grad"] is None:
+            data["train"].pop("clip_grad")  # and runs without gradient clipping
         if not with_seed:
             data.pop("seed")
         return data

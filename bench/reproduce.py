@@ -32,9 +32,12 @@ SPREAD_METRICS = ("best_top1", "last_top1")  # the student's numbers; the teache
 # every number of a row that the training computes: equal on the same hardware and library versions
 NUMBERS = ["best_top1", "best_top5", "best_epoch", "last_top1", "last_top5", "teacher_top1", "teacher_top5",
            "diverged", "curve"]
+# numbers rows record since validation splits and collapse: compared where the stored row has them
+LATER_NUMBERS = ["val_curve", "selected_epoch", "val_top1", "selected_top1", "selected_top5", "top_class_share",
+                 "collapsed"]
 ENVIRONMENT = ["device", "torch_version", "timm_version", *LIBRARIES, "python_version"]
 REPLACED = ("--losses", "--seeds", "--results-dir", "--cache-dir", "--nproc")  # set by the reproduction
-NOT_IN_RUN_ID = {"command", "run_id", "device", "torch_threads", "world_size", "per_rank_batch"}
+NOT_IN_RUN_ID = {"command", "run_id", "device", "torch_threads", "world_size", "per_rank_batch", "diagnostics"}
 
 
 @dataclass(frozen=True)
@@ -156,6 +159,11 @@ def compare(stored: StoredRun, reproduced: pd.Series) -> list[Line]:
         spread = (float(recipe[metric].std()), len(recipe)) if metric in SPREAD_METRICS else (None, 0)
         lines.append(Line(label, float(stored.row[metric]), float(reproduced[metric]), *spread))
     return lines
+
+
+def computed_numbers(stored: pd.Series) -> list[str]:
+    """The columns of ``stored`` that training computes: ``NUMBERS``, and the later ones it has values for."""
+    return NUMBERS + [column for column in LATER_NUMBERS if _text(stored[column]) != ""]
 
 
 def differing(stored: pd.Series, reproduced: pd.Series, columns: list[str]) -> list[str]:

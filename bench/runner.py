@@ -74,6 +74,7 @@ class RunRequest:
     teacher_seed: int | None = None
     strong_view: bool = False  # a second, strongly augmented view of every batch for every student
     validation_size: int | None = None  # images held out of the students' training split; None: the recipe's, 0: none
+    clip_grad: float | None = None  # the students' gradient norm clipped to this (the teacher's never); None: the recipe's
     train_size: int | None = None  # students train on this many of their training images (stratified); None: all
     tuned: bool = False  # apply RESULTS_DIR/DATASET/tuned.toml (bench tune's settings) under --set
     sequential: bool = False
@@ -122,7 +123,7 @@ def plan_run(request: RunRequest) -> Plan:
     check_writable_directory(request.cache_dir, "--cache-dir")
     overrides = parse_overrides(list(request.overrides), loss_names)
     cli = {"epochs": request.epochs, "batch_size": request.batch_size, "lr": request.lr}
-    settings = resolve_train(recipe, request.protocol, pair.student, cli)
+    settings = resolve_train(recipe, request.protocol, pair.student, {**cli, "clip_grad": request.clip_grad})
     teacher_settings = resolve_train(recipe, request.protocol, None, cli)
     searches, overrides = _tuned(request, loss_names, pair, overrides)
     for_pair = pair_loss_settings(pair, request.dataset)
@@ -283,7 +284,8 @@ def _train_and_record(runs: list[RunSpec], teacher: Teacher, plan: Plan, store: 
                      {**run.as_dict(), "run_id": run.run_id, "command": request.command, "world_size": world.size,
                       "per_rank_batch": world.per_rank_batch(settings.batch_size),
                       # what `bench reproduce` needs beside the command: "auto" resolved, and CPU kernels' threads
-                      "device": str(device), "torch_threads": torch.get_num_threads()})
+                      "device": str(device), "torch_threads": torch.get_num_threads(),
+                      "diagnostics": diagnostics(student)})
     reporter.info(f"seed {seed}: {len(students)} student(s) trained in {time.perf_counter() - started:.0f} s")
 
 
@@ -351,6 +353,12 @@ def validation_columns(run: RunSpec, history: list[dict]) -> dict:
             "selected_top5": at("top5")}
 
 
+def diagnostics(student: Student) -> dict:
+    """What a collapse can be read from in the stored config: each epoch's mean of every term, and the first
+    steps' terms, logit scale (std and mean over the batch) and total gradient norm (before any clipping)."""
+    return {"epoch_terms": [h["train"] for h in student.history], "first_steps": student.first_steps}
+
+
 def collapse_columns(student: Student, num_classes: int) -> dict:
     """The most-predicted class's share at the last test evaluation, and whether the run collapsed (and why);
     a diverged run is diverged, not collapsed."""
@@ -372,7 +380,7 @@ def result_row(run: RunSpec, student: Student, teacher: Teacher, plan: Plan, com
         "provider": run.loss.provider, "provider_version": run.loss.provider_version, "seed": run.seed,
         "teacher_seed": run.teacher_trained_with,
         "protocol": run.protocol, "strong_view": run.strong_view, "tuned": run.tuned, "stem": run.student_stem, "epochs": run.train.epochs,
-        "batch_size": run.train.batch_size, "lr": run.train.lr, "weight": run.loss.weight,
+        "batch_size": run.train.batch_size, "lr": run.train.lr, "clip_grad": run.train.clip_grad, "weight": run.loss.weight,
         "ce_weight": run.loss.ce_weight, "hparams": _json(run.loss.params),
         "best_top1": round(best_top1, 2), "best_top5": round(best_top5, 2), "best_epoch": best,
         "last_top1": round(curve[-1], 2), "last_top5": round(student.history[-1]["top5"], 2),

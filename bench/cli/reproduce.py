@@ -13,7 +13,9 @@ import torch
 import typer
 
 from bench.cli.app import app, invocation
-from bench.reproduce import ENVIRONMENT, NUMBERS, StoredRun, changed_settings, compare, differing, find_run, rerun_arguments
+from bench.reproduce import (
+    ENVIRONMENT, StoredRun, changed_settings, compare, computed_numbers, differing, find_run, rerun_arguments,
+)
 from bench.results import ResultsStore
 from registry import ConfigError
 
@@ -57,7 +59,7 @@ def reproduce(
                    f"(changed since: {'; '.join(changes) or 'defaults'})")
         raise typer.Exit(1)
     environment = differing(row, reproduced, ENVIRONMENT)
-    if not differing(row, reproduced, NUMBERS):
+    if not differing(row, reproduced, computed_numbers(row)):
         typer.echo("identical: every number of the row is the same")
     elif environment:
         typer.echo("different numbers on different hardware or library versions: compare the difference "

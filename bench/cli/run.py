@@ -57,6 +57,7 @@ def run(
     teacher_seed: Annotated[Optional[int], typer.Option(help="Train one teacher with this seed and share it by every seed [default: each seed trains its own].")] = None,
     strong_view: Annotated[bool, typer.Option("--strong-view", help="Every batch also as a strongly augmented view (RandAugment + Cutout, MLKD's recipe) for every student; recorded in the row.")] = False,
     validation_size: Annotated[Optional[int], typer.Option(min=0, help="Training images held out as the validation split epochs are selected on (stratified, the same for every seed); 0: none [default: the dataset recipe's].")] = None,
+    clip_grad: Annotated[Optional[float], typer.Option(help="Clip each student's total gradient norm to this before every step (the teacher's never); in the run id and the row [default: the recipe's, none].")] = None,
     sequential: Annotated[bool, typer.Option(help="Train students one after another instead of as a cohort.")] = False,
     amp: Annotated[Optional[bool], typer.Option(help="bf16 autocast of the models [default: on for CUDA].")] = None,
     channels_last: Annotated[Optional[bool], typer.Option(help="channels_last memory format [default: on for CUDA].")] = None,
@@ -84,7 +85,7 @@ def run(
         protocol=protocol, epochs=epochs, batch_size=batch_size, lr=lr, overrides=tuple(set_ or ()), tuned=tuned, device=device,
         results_dir=results_dir, data_dir=data_dir, download=download, train_split=train_split, cache_dir=cache_dir,
         teacher_checkpoint=teacher_checkpoint, teacher_seed=teacher_seed, strong_view=strong_view,
-        validation_size=validation_size, sequential=sequential, accel=accel,
+        validation_size=validation_size, clip_grad=clip_grad, sequential=sequential, accel=accel,
         loading=Loading(data_path, workers), quiet=quiet, command=shlex.join(invocation), world=world,
         tracking=Tracking(tensorboard, resolve_wandb_project(wandb_project) if wandb else None),
     )

@@ -143,7 +143,7 @@ class FusedStudents:
                     if stacked_tensor.grad is not None:
                         own[name].grad = stacked_tensor.grad[index]
                 # the rest of DistillLoss.optimizer_step, which every fused student keeps
-                student.world.average_gradients(optimized(student.optimizer))
+                student.gradients_ready(optimized(student.optimizer))
                 student.optimizer.step()
                 student.scheduler.after_batch()
 

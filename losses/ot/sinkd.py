@@ -27,6 +27,12 @@ class SinKD(DistillLoss):
     iterations normalise rows then columns, 20 times, from the kernel; the loss runs exactly those
     (checked at 20 iterations in tests/ot/test_losses.py).
 
+    At the calibrated weight 80 the term's gradient on a random student's logits is 4.2x CE's at C = 10,
+    B = 128 and 0.6x at C = 100, B = 64; on converged Fashion-MNIST its students end at 24-40 % (none
+    at chance; results/fashion-mnist/README.md). The term depends on the batch as a set of probability
+    vectors, not on which student example matches which teacher example (it is unchanged when the
+    student's examples are shuffled), so it pulls towards the teacher's class mix, not per example.
+
     Reference implementation: 2018cx/SinKD, loss.py (saliency_mse: sinkhorn_loss,
     sinkhorn_normalized).
     Deviations: uniform marginals of mass 1 (values / B, so a weight transfers across batch sizes);
