@@ -24,6 +24,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
+from bench.settings import check_in_range
 from bench.training.schedule import SCHEDULES
 from losses import LOSSES
 from registry import ConfigError
@@ -246,7 +247,7 @@ def resolve_loss(name: str, recipe: Mapping[str, Any], overrides: Mapping[str, A
     (:func:`pair_loss_settings`) <- CLI ``--set name.key=value``.
 
     Keys ``weight`` and ``ce_weight`` set the loss weights; every other key is a hyperparameter,
-    checked against the loss's constructor. A plugin loss without a recipe uses its own defaults
+    checked against the loss's constructor and its valid range (``bench.settings``). A plugin loss without a recipe uses its own defaults
     and weights 1.0 / 1.0.
     """
     entry = LOSSES.entry(name)
@@ -266,6 +267,7 @@ def resolve_loss(name: str, recipe: Mapping[str, Any], overrides: Mapping[str, A
     for key, value in merged.items():
         if not fits(value, declared[key]):
             raise ConfigError(f"{entry.name}.{key} expects {_type_name(declared[key])}, got {value!r}")
+        check_in_range(entry.name, key, value)
     weight, ce_weight = float(merged.pop("weight")), float(merged.pop("ce_weight"))
     missing = [n for n, p in accepted.items() if n not in merged and p.default is inspect.Parameter.empty]
     if missing:
@@ -275,17 +277,17 @@ def resolve_loss(name: str, recipe: Mapping[str, Any], overrides: Mapping[str, A
     return LossSpec(entry.name, entry.provider, entry.version, weight, ce_weight, params)
 
 
-def parse_overrides(assignments: list[str], losses: list[str]) -> dict[str, dict[str, Any]]:
+def parse_overrides(assignments: list[str], losses: list[str], option: str = "--set") -> dict[str, dict[str, Any]]:
     """``["kd.T=2", "crd.weight=0.5"]`` -> ``{"kd": {"T": 2}, ...}``; values are read as TOML."""
     parsed: dict[str, dict[str, Any]] = {}
     for text in assignments:
         target, sep, value = text.partition("=")
         loss, dot, key = target.partition(".")
         if not (sep and dot and key):
-            raise ConfigError(f"--set expects LOSS.KEY=VALUE, got '{text}'")
+            raise ConfigError(f"{option} expects LOSS.KEY=VALUE, got '{text}'")
         loss = LOSSES.canonical(loss)
         if loss not in losses:
-            raise ConfigError(f"--set names loss '{loss}', which is not in --losses ({', '.join(losses)})")
+            raise ConfigError(f"{option} names loss '{loss}', which is not in --losses ({', '.join(losses)})")
         try:
             parsed.setdefault(loss, {})[key] = tomllib.loads(f"v = {value}")["v"]
         except tomllib.TOMLDecodeError:
@@ -310,6 +312,8 @@ class RunSpec:
     teacher_seed: int | None = None  # one teacher for every seed of a comparison; None: each seed trains its own
     strong_view: bool = False  # every batch also as a strongly augmented view (MLKD's recipe, bench.data.views)
     validation_size: int | None = None  # images carved from the training split for selection (bench.data.validation)
+    train_size: int | None = None  # students train on this many of their training images (a tuning trial's budget)
+    tuned: str | None = None  # the search (bench tune) whose settings this run applies (bench run --tuned)
 
     def as_dict(self, with_seed: bool = True) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -320,6 +324,9 @@ class RunSpec:
             data.pop("strong_view")  # and runs of one view, the only kind there was
         if data["validation_size"] is None:
             data.pop("validation_size")  # and runs on the whole training split, the only kind there was
+        for key in ("train_size", "tuned"):
+            if data[key] is None:
+                data.pop(key)  # and runs on all their training images with their recipe's settings
         if data["train"]["schedule"] == "step":
             data["train"].pop("schedule")  # so do runs of the step schedule, the only one there was
         if data["train"]["clip_grad"] is None:

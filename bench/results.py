@@ -32,7 +32,8 @@ from registry import ConfigError
 
 COLUMNS = [
     "run_id", "recipe_hash", "dataset", "pair", "teacher", "student", "loss", "provider", "provider_version",
-    "seed", "teacher_seed", "protocol", "strong_view", "stem", "epochs", "batch_size", "lr", "clip_grad", "weight", "ce_weight", "hparams",
+    "seed", "teacher_seed", "protocol", "strong_view", "tuned", "stem", "epochs", "batch_size", "lr", "clip_grad", "weight",
+    "ce_weight", "hparams",
     "best_top1", "best_top5", "best_epoch", "last_top1", "last_top5",
     "val_size", "val_curve", "selected_epoch", "val_top1", "selected_top1", "selected_top5", "teacher_top1", "teacher_top5",
     "teacher_fingerprint", "diverged", "top_class_share", "collapsed", "collapse_reason", "curve", "wall_s", "s_per_epoch", "loss_ms", "device", "torch_version", "timm_version",
@@ -43,7 +44,8 @@ COLUMNS = [
 VALIDATION = {"val_size", "val_curve", "selected_epoch", "val_top1", "selected_top1", "selected_top5"}
 # bench.collapse: a row from before has no prediction share and is classified on read (bench.report.runs).
 COLLAPSE = {"top_class_share", "collapsed", "collapse_reason"}
-ADDED_LATER = {"teacher_seed", "strong_view", "clip_grad", "numpy_version", "pot_version", "python_version",
+# tuned: the bench tune search whose settings a run applied (bench run --tuned); empty for a recipe's settings.
+ADDED_LATER = {"teacher_seed", "strong_view", "tuned", "clip_grad", "numpy_version", "pot_version", "python_version",
                "teacher_fingerprint", *VALIDATION, *COLLAPSE}
 SCORES = {"best_top1", "best_top5", "best_epoch", "last_top1", "last_top5", "loss_ms"}  # none: diverged, no loss term
 NO_VALUE_ALLOWED = SCORES | ADDED_LATER
@@ -52,7 +54,7 @@ NUMBERS = {"seed", "teacher_seed", "epochs", "batch_size", "lr", "clip_grad", "w
 JSON_VALUES = {"hparams", "curve", "val_curve"}
 TEXT = {"run_id", "recipe_hash", "dataset", "pair", "teacher", "student", "loss", "provider", "provider_version",
         "teacher_fingerprint",
-        "protocol", "stem", "hparams", "curve", "val_curve", "collapse_reason", "device", "torch_version", "timm_version", "numpy_version",
+        "protocol", "tuned", "stem", "hparams", "curve", "val_curve", "collapse_reason", "device", "torch_version", "timm_version", "numpy_version",
         "pot_version", "python_version", "distillbench_version", "finished_at", "command"}
 
 

@@ -34,7 +34,7 @@ from bench.config import (
 from bench.data import DATASETS, DataRequest, LoadedDataset, load_dataset, make_stream
 from bench.data.base import ImageTensors
 from bench.data.stream import LoaderStream, Loading, ResidentStream, batches_per_epoch
-from bench.data.validation import carve_validation
+from bench.data.validation import carve_validation, training_subset
 from bench.environment import device_name, resolve_device, versions
 from bench.models import PREACT_MODELS, check_model_name, create_network, gives_preact, probe_shapes
 from bench.progress import Reporter
@@ -43,6 +43,7 @@ from bench.seeding import derive_seed, generator
 from bench.teacher import Teacher, TeacherPlan, obtain_teacher, plan_teacher
 from bench.training.distributed import World, sync_batchnorm
 from bench.training.tracking import Tracking
+from bench.tune.overlay import overlay_path, read_overlay, tuned_settings
 from losses import LOSSES, LossContext, Preparation
 from losses.base import Need
 from registry import ConfigError, parse_names
@@ -74,6 +75,8 @@ class RunRequest:
     strong_view: bool = False  # a second, strongly augmented view of every batch for every student
     validation_size: int | None = None  # images held out of the students' training split; None: the recipe's, 0: none
     clip_grad: float | None = None  # the students' gradient norm clipped to this (the teacher's never); None: the recipe's
+    train_size: int | None = None  # students train on this many of their training images (stratified); None: all
+    tuned: bool = False  # apply RESULTS_DIR/DATASET/tuned.toml (bench tune's settings) under --set
     sequential: bool = False
     accel: Acceleration = field(default_factory=Acceleration)
     loading: Loading = field(default_factory=Loading)
@@ -92,6 +95,7 @@ class Plan:
     teacher: TeacherPlan
     skipped: int
     student_data: LoadedDataset  # what the students see: training split less validation, validation, test
+    planned: dict[int, list[RunSpec]]  # seed -> every run of that seed, finished or not
 
 
 EpochHook = Callable[[RunSpec, int, dict], bool]
@@ -120,15 +124,20 @@ def plan_run(request: RunRequest) -> Plan:
     overrides = parse_overrides(list(request.overrides), loss_names)
     cli = {"epochs": request.epochs, "batch_size": request.batch_size, "lr": request.lr}
     teacher_settings = resolve_train(recipe, request.protocol, None, cli)
-    tuned = pair_loss_settings(pair, request.dataset)
-    loss_specs = [resolve_loss(name, recipe, overrides.get(name, {}), tuned) for name in loss_names]
+    searches, overrides = _tuned(request, loss_names, pair, overrides)
+    for_pair = pair_loss_settings(pair, request.dataset)
+    loss_specs = [resolve_loss(name, recipe, overrides.get(name, {}), for_pair) for name in loss_names]
     student_cli = {**cli, "clip_grad": request.clip_grad}
     settings = {spec.name: resolve_train(recipe, request.protocol, pair.student, student_cli,
-                                         loss_schedule(recipe, request.protocol, spec.name, tuned))
+                                         loss_schedule(recipe, request.protocol, spec.name, for_pair))
                 for spec in loss_specs}
     data = load_dataset(request.dataset, DataRequest(request.data_dir, request.download, request.train_split))
     validation_size = resolve_validation(recipe, request.validation_size)
     student_data = carve_validation(data, validation_size) if validation_size else data
+    # a subset size the run's id records; None when the students see every training image
+    train_size = request.train_size if request.train_size and request.train_size < len(student_data.train) else None
+    if train_size:
+        student_data = training_subset(student_data, train_size)
     if request.strong_view and not (isinstance(data.train, ImageTensors) and request.loading.path == "resident"):
         raise ConfigError(f"--strong-view needs a dataset held in memory (every one but imagenet) and --data-path "
                           f"resident; got {request.dataset} with --data-path {request.loading.path}")
@@ -146,15 +155,27 @@ def plan_run(request: RunRequest) -> Plan:
             raise ConfigError(f"{who} batch size {train.batch_size} is larger than the training set of "
                               f"{request.dataset} ({images} images), so an epoch would have no step; "
                               f"expected --batch-size {images} or less")
-    specs, skipped = {}, 0
+    specs, planned, skipped = {}, {}, 0
     for seed in request.seeds:
         runs = [RunSpec(request.dataset, request.train_split, pair, teacher.source, spec, seed,
                         request.protocol, settings[spec.name], stem, _teacher_seed(request, teacher),
-                        request.strong_view, validation_size)
+                        request.strong_view, validation_size, train_size, searches.get(spec.name))
                 for spec in loss_specs]
+        planned[seed] = runs
         specs[seed] = [run for run in runs if run.run_id not in finished]
         skipped += len(runs) - len(specs[seed])
-    return Plan(request, device, data, specs, teacher, skipped, student_data)
+    return Plan(request, device, data, specs, teacher, skipped, student_data, planned)
+
+
+def _tuned(request: RunRequest, loss_names: list[str], pair, overrides: dict) -> tuple[dict[str, str], dict]:
+    """With ``--tuned``: each loss's search id, and its tuned settings under its ``--set`` ones."""
+    if not request.tuned:
+        return {}, overrides
+    path = overlay_path(request.results_dir, request.dataset)
+    overlay = read_overlay(path)
+    tuned = {name: tuned_settings(overlay, name, pair.name, path) for name in loss_names}
+    return ({name: search for name, (search, _) in tuned.items()},
+            {name: {**settings, **overrides.get(name, {})} for name, (_, settings) in tuned.items()})
 
 
 def _check_preact(loss_names: list[str], pair, student_network, info) -> None:
@@ -372,7 +393,7 @@ def result_row(run: RunSpec, student: Student, teacher: Teacher, plan: Plan, com
         "teacher": run.pair.teacher, "student": run.pair.student, "loss": run.loss.name,
         "provider": run.loss.provider, "provider_version": run.loss.provider_version, "seed": run.seed,
         "teacher_seed": run.teacher_trained_with,
-        "protocol": run.protocol, "strong_view": run.strong_view, "stem": run.student_stem, "epochs": run.train.epochs,
+        "protocol": run.protocol, "strong_view": run.strong_view, "tuned": run.tuned, "stem": run.student_stem, "epochs": run.train.epochs,
         "batch_size": run.train.batch_size, "lr": run.train.lr, "clip_grad": run.train.clip_grad, "weight": run.loss.weight,
         "ce_weight": run.loss.ce_weight, "hparams": _json(run.loss.params),
         "best_top1": round(best_top1, 2), "best_top5": round(best_top5, 2), "best_epoch": best,

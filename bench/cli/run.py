@@ -47,6 +47,7 @@ def run(
     batch_size: Annotated[Optional[int], typer.Option(help="Override the recipe's batch size.")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Override the recipe's learning rate.")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Loss setting LOSS.KEY=VALUE (hyperparameter, weight, ce_weight); repeatable.")] = None,
+    tuned: Annotated[bool, typer.Option("--tuned", help="Apply RESULTS_DIR/DATASET/tuned.toml (bench tune's settings per loss) under --set; recorded in the run id and the row.")] = False,
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda, cuda:N.")] = "auto",
     results_dir: Annotated[Path, typer.Option(help="Where runs.csv and the leaderboard go.")] = Path("results"),
     data_dir: Annotated[Optional[Path], typer.Option(help="Where the dataset's files are.")] = None,
@@ -82,7 +83,7 @@ def run(
                                     streams=streams, fuse=fuse)
     request = RunRequest(
         dataset=dataset, losses=losses, seeds=parse_seeds(seeds), pair=pair, teacher=teacher, student=student,
-        protocol=protocol, epochs=epochs, batch_size=batch_size, lr=lr, overrides=tuple(set_ or ()), device=device,
+        protocol=protocol, epochs=epochs, batch_size=batch_size, lr=lr, overrides=tuple(set_ or ()), tuned=tuned, device=device,
         results_dir=results_dir, data_dir=data_dir, download=download, train_split=train_split, cache_dir=cache_dir,
         teacher_checkpoint=teacher_checkpoint, teacher_seed=teacher_seed, strong_view=strong_view,
         validation_size=validation_size, clip_grad=clip_grad, sequential=sequential, accel=accel,

@@ -14,10 +14,12 @@ from bench.sweep.jobs import JobBook, JobEntry
 from bench.sweep.plan import Grid, RunOptions, parse_pairs, plan_sweep
 from bench.sweep.status import sweep_status
 from bench.sweep.submit import SlurmOptions, make_executor, read_slurm_config, submit
+from bench.sweep.tune import submit_workers, tune_argv
 from bench.training.tracking import require_wandb, resolve_wandb_project
 from registry import ConfigError
 
 SLURM = "Job size (both launchers) and SLURM placement (also from --slurm-config)"
+TUNE = "Tuning (bench tune workers)"
 
 
 @app.command()
@@ -28,6 +30,11 @@ def sweep(
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds; one cohort per pair and seed.")] = "0,1,2",
     launcher: Annotated[str, typer.Option(help="local (one cohort after another on this machine) or slurm.")] = "local",
     status: Annotated[bool, typer.Option("--status", help="Show each cohort of the sweeps in RESULTS_DIR and exit.")] = False,
+    tune: Annotated[bool, typer.Option("--tune", help="Start WORKERS 'bench tune' jobs per pair against one --storage instead of training cohorts.", rich_help_panel=TUNE)] = False,
+    trials: Annotated[int, typer.Option(help="With --tune: trials per loss.", rich_help_panel=TUNE)] = 8,
+    workers: Annotated[int, typer.Option(min=1, help="With --tune: workers per pair sharing the search.", rich_help_panel=TUNE)] = 2,
+    storage: Annotated[Optional[str], typer.Option(help="With --tune: Optuna storage URL every worker reaches (default: the SQLite file of RESULTS_DIR).", rich_help_panel=TUNE)] = None,
+    train_size: Annotated[Optional[int], typer.Option(min=1, help="With --tune: training images per trial.", rich_help_panel=TUNE)] = None,
     results_dir: Annotated[Path, typer.Option(help="Where runs.csv goes; the sweep's jobs are noted in RESULTS_DIR/sweep/.")] = Path("results"),
     cache_dir: Annotated[Path, typer.Option(help="Teachers and epoch checkpoints, shared by the jobs.")] = DEFAULT_CACHE,
     data_dir: Annotated[Optional[Path], typer.Option(help="Where the dataset's files are.")] = None,
@@ -66,6 +73,9 @@ def sweep(
                          device=device, data_dir=data_dir, cache_dir=cache_dir, teacher_seed=teacher_seed,
                          strong_view=strong_view, tensorboard=tensorboard, wandb_project=resolve_wandb_project(wandb_project) if wandb else None)
     grid = Grid(dataset, parse_pairs(pairs, dataset), losses, parse_seeds(seeds), results_dir, options)
+    if tune:
+        start_tuning(grid, trials, workers, storage, train_size, launcher, slurm)
+        return
     todo, finished = plan_sweep(grid, slurm.world_size)
     book = JobBook(results_dir)
     queued = {s.entry.cohort.name for s in sweep_status(results_dir) if s.entry.job_id and s.state in ("pending", "running")}
@@ -82,6 +92,31 @@ def sweep(
     submit(todo, grid, launcher, executor, book, on_submit=submitted)
     typer.echo(f"{len(todo)} cohort(s) submitted, {len(finished)} finished, {len(waiting)} already queued; "
                f"see 'bench sweep --status --results-dir {results_dir}'")
+
+
+def start_tuning(grid: Grid, trials: int, workers: int, storage: str | None, train_size: int | None, launcher: str,
+                 slurm: SlurmOptions) -> None:
+    """Validate each pair's search here (the storage reachable, the spaces sound), then start its workers."""
+    argvs = [tune_argv(grid, pair, trials, storage, train_size) for pair in grid.pairs]
+    for argv in argvs:
+        plan_search_of(argv)
+    executor = make_executor(launcher, JobBook(grid.results_dir).logs, slurm)
+
+    def submitted(job, argv) -> None:
+        typer.echo(f"{grid.dataset}/{argv[argv.index('--pair') + 1]}: tuning worker job {job.job_id}")
+
+    jobs = submit_workers([argv for argv in argvs for _ in range(workers)], executor, launcher, submitted)
+    typer.echo(f"{len(jobs)} tuning worker(s) started; watch them with optuna-dashboard "
+               f"{storage or 'sqlite:///' + str(grid.results_dir / 'tuning' / grid.dataset / 'study.db')}")
+
+
+def plan_search_of(argv: list[str]) -> None:
+    """Plan a worker's search in this process, on the CPU: a bad input stops the sweep before any job starts."""
+    from bench.cli import main
+
+    code = main([*argv, "--plan-only", "--device", "cpu"])
+    if code:
+        raise typer.Exit(code)
 
 
 def show_status(results_dir: Path) -> None:

@@ -67,3 +67,13 @@ def _subset(split: Split, indices: Tensor) -> Split:
     if isinstance(split, ImageTensors):
         return ImageTensors(split.images[indices], split.labels[indices])
     return Subset(split, indices.tolist())
+
+
+def training_subset(data: LoadedDataset, size: int) -> LoadedDataset:
+    """``data`` whose students train on ``size`` of its training images (stratified, fixed per dataset, like the
+    validation split): a tuning trial's budget. The whole split when ``size`` covers it."""
+    labels = split_labels(data.train)
+    if size >= labels.shape[0]:
+        return data
+    kept = stratified_indices(labels, size, f"{data.info.name} training subset").sort().values
+    return replace(data, train=_subset(data.train, kept))

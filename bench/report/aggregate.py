@@ -18,8 +18,8 @@ BASELINES = ("vanilla", "kd")
 HEAD = ["dataset", "pair", "protocol", "epochs", "teachers", "rank", "seed_ranks", "loss", "n_seeds", "n_diverged",
         "n_collapsed", "selected_top1_mean", "selected_top1_std", "val_top1_mean", "last_top1_mean", "last_top1_std",
         "selected_top5_mean", "best_top1_mean", "best_top1_std"]
-TAIL = ["teacher_top1", "teacher_top1_by_seed", "s_per_epoch", "loss_ms", "teacher", "student", "strong_view", "val_size", "stem",
-        "batch_size", "lr", "recipe_hash"]
+TAIL = ["teacher_top1", "teacher_top1_by_seed", "s_per_epoch", "loss_ms", "teacher", "student", "strong_view", "val_size", "tuned",
+        "stem", "batch_size", "lr", "weight", "ce_weight", "hparams", "recipe_hash"]
 STUDY = {"sd": "paired_sd", "seeds_needed": "seeds_needed", "seeds_needed_low": "seeds_needed_low",
          "seeds_needed_high": "seeds_needed_high"}
 
@@ -57,6 +57,9 @@ def leaderboard(runs: pd.DataFrame, losses: list[str] | None = None,
     table = runs.assign(left_out=left_out).groupby(RECIPE, dropna=False).agg(
         teacher=("teacher", "first"),
         student=("student", "first"),
+        weight=("weight", "first"),
+        ce_weight=("ce_weight", "first"),
+        hparams=("hparams", "first"),
         n_diverged=("diverged", "sum"),
         n_collapsed=("left_out", "sum"),
         teacher_top1=("teacher_top1", "mean"),

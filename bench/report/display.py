@@ -7,6 +7,7 @@ never disagree.
 
 from __future__ import annotations
 
+import json
 import re
 
 import pandas as pd
@@ -49,13 +50,14 @@ def labelled(table: pd.DataFrame) -> pd.DataFrame:
     """Add ``group`` (comparison id), ``setting`` (its readable budget) and ``label`` (the loss, as shown).
 
     A setting names batch size, lr and stem only where protocol + epochs leave two comparisons of a
-    pair apart; a label carries a short recipe hash only where a loss has several recipes in one.
+    pair apart; where a loss has several recipes in one, each label names the settings they differ in.
     """
     shown = table.copy()
     shown["group"] = shown.groupby(COMPARISON, dropna=False, sort=False).ngroup()
     shown["setting"] = shown["protocol"].astype(str) + ", " + shown["epochs"].astype(str) + " ep"
     shown.loc[shown["strong_view"].eq(True), "setting"] += ", strong view"
     shown["setting"] += shown["val_size"].map(lambda size: "" if pd.isna(size) else f", validation {size:.0f}")
+    shown.loc[shown["tuned"].ne(""), "setting"] += ", tuned " + shown["tuned"].str[:7]
     budget = shown.groupby(["dataset", "pair", "protocol", "epochs"])[["stem", "batch_size", "lr"]]
     ambiguous = budget.transform("nunique").gt(1).any(axis=1)
     detail = ", bs " + shown["batch_size"].astype(str) + ", lr " + shown["lr"].map("{:g}".format)
@@ -64,8 +66,29 @@ def labelled(table: pd.DataFrame) -> pd.DataFrame:
     shown.loc[mixed, "setting"] += ", teachers " + shown["teachers"].astype(str)[mixed]
     shown["label"] = shown["loss"]
     repeated = shown.groupby(["group", "loss"])["recipe_hash"].transform("nunique").gt(1)
-    shown.loc[repeated, "label"] += " [" + shown["recipe_hash"].str[:7][repeated] + "]"
+    for _, variants in shown[repeated].groupby(["group", "loss"]):
+        shown.loc[variants.index, "label"] = variant_labels(variants)
     return shown
+
+
+def variant_labels(variants: pd.DataFrame) -> pd.Series:
+    """Labels for several recipes of one loss in one comparison: "kd T=2", by the settings in which they
+    differ; a short recipe hash where their settings agree (they differ elsewhere)."""
+    settings = [{"weight": w, "ce_weight": c, **json.loads(h)}
+                for w, c, h in zip(variants["weight"], variants["ce_weight"], variants["hparams"])]
+    keys = [k for k in dict.fromkeys(k for s in settings for k in s)
+            if len({json.dumps(s.get(k), sort_keys=True) for s in settings}) > 1]
+    labels = [" ".join([loss, *(f"{k}={_setting(s.get(k))}" for k in keys)])
+              for loss, s in zip(variants["loss"], settings)]
+    if len(set(labels)) < len(labels):
+        labels = [f"{label} [{recipe[:7]}]" for label, recipe in zip(labels, variants["recipe_hash"])]
+    return pd.Series(labels, index=variants.index)
+
+
+def _setting(value) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return json.dumps(value, separators=(",", ":")) if isinstance(value, (list, dict)) else str(value)
 
 
 def baselines(shown: pd.DataFrame) -> list[str]:

@@ -6,6 +6,6 @@ comparison.
 against different teachers sit in different comparisons and are never paired.
 """
 
-COMPARISON = ["dataset", "pair", "protocol", "strong_view", "val_size", "stem", "epochs", "batch_size", "lr",
+COMPARISON = ["dataset", "pair", "protocol", "strong_view", "val_size", "tuned", "stem", "epochs", "batch_size", "lr",
               "teachers"]
 RECIPE = [*COMPARISON, "loss", "recipe_hash"]

@@ -56,6 +56,7 @@ def load_runs(path: Path) -> pd.DataFrame:
     for selected, best in (("selected_top1", "best_top1"), ("selected_top5", "best_top5"), ("selected_epoch", "best_epoch")):
         runs[selected] = runs[selected].where(~on_test, runs[best])
     runs = classify_collapse(runs)
+    runs["tuned"] = runs["tuned"].fillna("")  # the search a tuned run applied; "" for a recipe's settings
     runs = runs.sort_values("finished_at", kind="stable").drop_duplicates("run_id", keep="last")
     return with_teachers(runs.reset_index(drop=True))
 

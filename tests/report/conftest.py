@@ -28,6 +28,7 @@ def make_run(loss: str, seed: int, best: float, last: float | None = None, *, pa
         "loss_ms": None if loss == "vanilla" else 1.5, "device": "NVIDIA H100 80GB HBM3", "torch_version": "2.4.1",
         "timm_version": "1.0.9", "distillbench_version": "0.1.0", "finished_at": f"2025-01-01T00:00:{seed:02d}+00:00",
         "command": f"bench run --dataset {dataset} --seeds 0,1,2", "teacher_fingerprint": "",  # a row from before it
+        "tuned": "",  # the recipe's settings, not a search's
     }
     # no validation split, collapse not recorded: rows as written before those columns existed
     row |= dict.fromkeys(["val_size", "val_curve", "selected_epoch", "val_top1", "selected_top1", "selected_top5",
