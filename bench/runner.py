@@ -37,6 +37,7 @@ from bench.seeding import derive_seed, generator
 from bench.teacher import Teacher, TeacherPlan, obtain_teacher, plan_teacher
 from bench.training.distributed import World, sync_batchnorm
 from bench.training.tracking import Tracking
+from bench.wording import plural
 from losses import LOSSES, LossContext, Preparation
 from losses.base import Need
 from registry import ConfigError, parse_names
@@ -157,7 +158,7 @@ def execute(plan: Plan) -> ResultsStore:
     reporter = Reporter(request.quiet or not request.world.is_main)
     store = ResultsStore(request.results_dir, request.dataset)
     if plan.skipped:
-        reporter.info(f"{plan.skipped} run(s) already finished in {store.runs_csv}: skipped")
+        reporter.info(f"{plural(plan.skipped, 'run')} already finished in {store.runs_csv}: skipped")
     for seed, runs in plan.specs.items():
         teacher = None
         for wait in (False, True):  # first the runs no other process is training, then wait for those
@@ -234,7 +235,7 @@ def _train_and_record(runs: list[RunSpec], teacher: Teacher, plan: Plan, store: 
                       "per_rank_batch": world.per_rank_batch(settings.batch_size),
                       # what `bench reproduce` needs beside the command: "auto" resolved, and CPU kernels' threads
                       "device": str(device), "torch_threads": torch.get_num_threads()})
-    reporter.info(f"seed {seed}: {len(students)} student(s) trained in {time.perf_counter() - started:.0f} s")
+    reporter.info(f"seed {seed}: {plural(len(students), 'student')} trained in {time.perf_counter() - started:.0f} s")
 
 
 def _build_student(run: RunSpec, teacher: Teacher, plan: Plan, reporter: Reporter) -> Student:

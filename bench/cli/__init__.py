@@ -17,8 +17,7 @@ from registry import ConfigError
 
 # Every module of this package adds its commands to ``app`` when imported.
 for _module in pkgutil.iter_modules(__path__):
-    if _module.name != "__main__":  # ``python -m bench.cli`` (torchrun's way in), not a command module
-        importlib.import_module(f"{__name__}.{_module.name}")
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 USAGE_ERROR = 2
 

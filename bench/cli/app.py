@@ -11,6 +11,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 losses_app = typer.Typer(help="The loss registry and the plugin conformance kit.", no_args_is_help=True)
 perf_app = typer.Typer(help="Performance benchmarks (they measure; they never assert timings).", no_args_is_help=True)
@@ -20,6 +21,9 @@ app.add_typer(perf_app, name="perf")
 invocation = ["bench"]  # the command line being run, recorded with every result (set by ``main``)
 
 
+PIPED_WIDTH = 100  # a pager or a log: wide tables drop their least needed columns (bench.report.console)
+
+
 def console() -> Console:
-    """Tables for a terminal at its width; piped output wide enough not to wrap names."""
-    return Console() if sys.stdout.isatty() else Console(width=200)
+    """Tables for a terminal at its width; piped output at ``PIPED_WIDTH``."""
+    return Console() if sys.stdout.isatty() else Console(width=PIPED_WIDTH)

@@ -15,6 +15,7 @@ from bench.sweep.plan import Grid, RunOptions, parse_pairs, plan_sweep
 from bench.sweep.status import sweep_status
 from bench.sweep.submit import SlurmOptions, make_executor, read_slurm_config, submit
 from bench.training.tracking import require_wandb, resolve_wandb_project
+from bench.wording import plural
 from registry import ConfigError
 
 SLURM = "Job size (both launchers) and SLURM placement (also from --slurm-config)"
@@ -77,7 +78,7 @@ def sweep(
         typer.echo(f"{cohort.name}: already queued or running, skipped")
 
     def submitted(entry: JobEntry) -> None:
-        typer.echo(f"{entry.cohort.name}: job {entry.job_id} ({len(entry.cohort.run_ids)} run(s) to train)")
+        typer.echo(f"{entry.cohort.name}: job {entry.job_id} ({plural(len(entry.cohort.run_ids), 'run')} to train)")
 
     submit(todo, grid, launcher, executor, book, on_submit=submitted)
     typer.echo(f"{len(todo)} cohort(s) submitted, {len(finished)} finished, {len(waiting)} already queued; "

@@ -13,6 +13,7 @@ import pandas as pd
 from bench.report.keys import COMPARISON
 from bench.report.protocols import ProtocolComparison, agreement_summary
 from bench.report.stats import ALPHA, BETTER, SAME, WORSE, Friedman, seeds_needed
+from bench.wording import plural
 
 MISSING = "–"
 MARKS = {BETTER: "▲", WORSE: "▼", SAME: "≈"}
@@ -150,7 +151,7 @@ def caption(runs: pd.DataFrame) -> str:
     libraries = ", ".join(
         f"{name} {'/'.join(_distinct(runs[f'{name}_version']))}" for name in ("torch", "timm", "distillbench")
     )
-    return f"{len(runs)} runs from {commands} on {', '.join(_distinct(runs['device']))} ({libraries})."
+    return f"{plural(len(runs), 'run')} from {commands} on {', '.join(_distinct(runs['device']))} ({libraries})."
 
 
 def number(value: float) -> str:

@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.aside import set_aside
+from bench.notices import warn
 from bench.results import read_runs
+from bench.wording import plural
 from registry import ConfigError
 
 RUNS_FILE = "runs.csv"
@@ -33,6 +36,10 @@ def load_runs(path: Path) -> pd.DataFrame:
     """One row per run; a config run twice keeps only its latest row (same run_id)."""
     stored = read_runs(path)  # validated: a damaged row is named with its line and left out
     stored.warn_damage()
+    kept = set_aside(path.parent)
+    if kept:
+        warn(f"{path.parent} keeps {plural(len(kept), 'damaged copy', 'damaged copies')} set aside, to recover "
+             f"rows from by hand: {', '.join(p.name for p in kept)}")
     runs = stored.table
     missing = [column for column in USED_COLUMNS if column not in runs.columns]
     if missing:
