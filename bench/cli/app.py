@@ -1,5 +1,6 @@
 """The ``bench`` command tree; each sub-module of ``bench.cli`` adds its commands to ``app``."""
 
+import os
 import sys
 
 import typer
@@ -25,5 +26,5 @@ PIPED_WIDTH = 100  # a pager or a log: wide tables drop their least needed colum
 
 
 def console() -> Console:
-    """Tables for a terminal at its width; piped output at ``PIPED_WIDTH``."""
-    return Console() if sys.stdout.isatty() else Console(width=PIPED_WIDTH)
+    """Tables for a terminal at its width; piped output at ``COLUMNS`` when set, else ``PIPED_WIDTH``."""
+    return Console() if sys.stdout.isatty() or "COLUMNS" in os.environ else Console(width=PIPED_WIDTH)
