@@ -36,6 +36,7 @@ from bench.results import ResultsStore, check_writable_directory
 from bench.seeding import derive_seed, generator
 from bench.teacher import Teacher, TeacherPlan, obtain_teacher, plan_teacher
 from bench.training.distributed import World, sync_batchnorm
+from bench.training.first_batch import refuse_broken_losses
 from bench.training.tracking import Tracking
 from bench.wording import plural
 from losses import LOSSES, LossContext, Preparation
@@ -153,10 +154,13 @@ def _teacher_seed(request: RunRequest, teacher: TeacherPlan) -> int | None:
     return request.teacher_seed
 
 
-def execute(plan: Plan) -> ResultsStore:
+def execute(plan: Plan) -> tuple[ResultsStore, dict[str, str]]:
+    """Train and record every planned run; the store, and loss name -> why, for each loss refused on its first
+    batch (its runs are not recorded; every other run is)."""
     request = plan.request
     reporter = Reporter(request.quiet or not request.world.is_main)
     store = ResultsStore(request.results_dir, request.dataset)
+    refused: dict[str, str] = {}
     if plan.skipped:
         reporter.info(f"{plural(plan.skipped, 'run')} already finished in {store.runs_csv}: skipped")
     for seed, runs in plan.specs.items():
@@ -171,12 +175,12 @@ def execute(plan: Plan) -> ResultsStore:
                     reporter.info(f"seed {seed}: teacher {mine[0].pair.teacher} {teacher.top1:.2f}% top-1; "
                                   f"training {', '.join(r.loss.name for r in mine)}")
                     for cohort in [[run] for run in mine] if request.sequential else [mine]:
-                        _train_and_record(cohort, teacher, plan, store, reporter)
+                        refused = _train_and_record(cohort, teacher, plan, store, reporter) | refused
             if busy:
                 reporter.info(f"seed {seed}: another process is training {', '.join(r.loss.name for r in busy)}; "
                               f"waiting for it")
             runs = busy
-    return store
+    return store, refused
 
 
 @contextmanager
@@ -203,7 +207,9 @@ def _checkpoint_path(request: RunRequest, run: RunSpec) -> Path:
     return request.cache_dir / "runs" / f"{run.run_id}.pt"
 
 
-def _train_and_record(runs: list[RunSpec], teacher: Teacher, plan: Plan, store: ResultsStore, reporter: Reporter) -> None:
+def _train_and_record(runs: list[RunSpec], teacher: Teacher, plan: Plan, store: ResultsStore,
+                      reporter: Reporter) -> dict[str, str]:
+    """Train the cohort and record each run; returns loss name -> why it was refused, for the losses refused."""
     request, data, device = plan.request, plan.data, plan.device
     seed = runs[0].seed
     settings = runs[0].train
@@ -224,18 +230,26 @@ def _train_and_record(runs: list[RunSpec], teacher: Teacher, plan: Plan, store: 
         if id(student) in logs:
             logs[id(student)].write(student.history[-1], student.epochs_done, len(train))
 
+    refuse_broken_losses(students, teacher.network, train, request.accel, runs[0].strong_view)
     train_cohort(students, teacher.network, train, test, reporter, request.accel, on_epoch_end=save,
                  strong_view=runs[0].strong_view)
     for log in logs.values():
         log.close()
+    refused = [s for s in students if s.refused is not None]
+    for student in refused:
+        reporter.info(f"seed {seed}: {student.name} refused on its first batch ({student.refused}); not recorded")
     for student in students if world.is_main else ():  # every student is done: record each (also one whose row a crash lost)
+        if student.refused is not None:
+            continue
         run = by_student[id(student)]
         store.append(result_row(run, student, teacher, plan, request.command),
                      {**run.as_dict(), "run_id": run.run_id, "command": request.command, "world_size": world.size,
                       "per_rank_batch": world.per_rank_batch(settings.batch_size),
                       # what `bench reproduce` needs beside the command: "auto" resolved, and CPU kernels' threads
                       "device": str(device), "torch_threads": torch.get_num_threads()})
-    reporter.info(f"seed {seed}: {plural(len(students), 'student')} trained in {time.perf_counter() - started:.0f} s")
+    reporter.info(f"seed {seed}: {plural(len(students) - len(refused), 'student')} trained in "
+                  f"{time.perf_counter() - started:.0f} s")
+    return {s.name: s.refused for s in refused}
 
 
 def _build_student(run: RunSpec, teacher: Teacher, plan: Plan, reporter: Reporter) -> Student:

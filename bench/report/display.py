@@ -145,13 +145,16 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "", text.replace(", ", "_").replace(" ", ""))
 
 
-def caption(runs: pd.DataFrame) -> str:
-    """Which command(s), device(s) and library versions produced these runs."""
-    commands = "; ".join(f"`{command}`" for command in _distinct(runs["command"]))
+def caption(runs: pd.DataFrame, list_commands: bool = True) -> str:
+    """Which command(s), device(s) and library versions produced these runs; without ``list_commands``
+    only how many commands (the terminal's footer: leaderboard.md lists them)."""
+    commands = _distinct(runs["command"])
+    said = "; ".join(f"`{command}`" for command in commands) if list_commands else \
+        (f"`{commands[0]}`" if len(commands) == 1 else f"{len(commands)} commands (listed in leaderboard.md)")
     libraries = ", ".join(
         f"{name} {'/'.join(_distinct(runs[f'{name}_version']))}" for name in ("torch", "timm", "distillbench")
     )
-    return f"{plural(len(runs), 'run')} from {commands} on {', '.join(_distinct(runs['device']))} ({libraries})."
+    return f"{plural(len(runs), 'run')} from {said} on {', '.join(_distinct(runs['device']))} ({libraries})."
 
 
 def number(value: float) -> str:
