@@ -144,14 +144,41 @@ def test_a_damaged_cached_checkpoint_is_set_aside_and_the_work_redone(damaged, f
     cache = tmp_path / "cache"
     shutil.copytree(finished / "cache", cache)
     target, = (cache / damaged).glob("*.pt")
-    target.write_bytes(target.read_bytes()[:100])  # cut short, as by a full disk
+    damage = target.read_bytes()[:100]
+    target.write_bytes(damage)  # cut short, as by a full disk
     result = cli(*synthetic_run(tmp_path, cache, *FAST))
     assert result.code == 0, result.err
     notice = [line for line in result.err.splitlines() if line.startswith("warning: ")]
     assert len(notice) == 1 and f"checkpoint {target} is damaged" in notice[0] and "moved to" in notice[0]
-    assert target.with_name(target.name + ".damaged").is_file()
+    aside, = target.parent.glob(f"{target.name}.*.damaged")
+    assert aside.read_bytes() == damage and aside.name in notice[0]
     numbers = ["run_id", "best_top1", "last_top1", "curve", "teacher_top1"]
     pd.testing.assert_frame_equal(read_runs(tmp_path / "results")[numbers], read_runs(finished / "results")[numbers])
+
+
+def test_a_checkpoint_damaged_twice_keeps_both_copies(tmp_path, capsys):
+    path = tmp_path / "runs" / "abc.pt"
+    path.parent.mkdir()
+    damages = [b"\x80\x02first garbage", b"PK\x03\x04 second garbage"]
+    for damage in damages:
+        path.write_bytes(damage)
+        assert checkpoint.restore(path, torch.device("cpu"), lambda state: None) is None
+        assert not path.exists()
+    kept = sorted(path.parent.glob("abc.pt.*.damaged"))
+    assert sorted(p.read_bytes() for p in kept) == sorted(damages)
+    notices = capsys.readouterr().err.splitlines()
+    assert [line for line in notices if line.startswith("warning: ")] == notices and len(notices) == 2
+    assert all(p.name in "".join(notices) for p in kept)
+
+
+def test_a_garbage_checkpoint_is_named_in_a_short_line_without_torchs_advice(tmp_path):
+    garbage = tmp_path / "teacher.pt"
+    garbage.write_bytes(b"\x80\x02garbage")
+    with pytest.raises(checkpoint.DamagedCheckpoint) as refused:
+        checkpoint.load(garbage, torch.device("cpu"))
+    message = str(refused.value)
+    # torch's own message runs to seven lines of advice on weights_only; what matters is the byte it met ("g")
+    assert message == f"checkpoint {garbage} is damaged (UnpicklingError: not a tensor checkpoint: Unsupported operand 103)"
 
 
 def test_a_damaged_partial_teacher_is_set_aside_and_training_starts_over(finished, tmp_path, cli):
