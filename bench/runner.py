@@ -225,12 +225,14 @@ def _train_and_record(runs: list[RunSpec], teacher: Teacher, plan: Plan, store: 
     started = time.perf_counter()
 
     def save(student: Student) -> None:
+        student.history[-1]["device"] = _device(plan, settings.batch_size)  # where this epoch was trained, kept with it
         if world.is_main:  # every rank holds the same state; one writes it
             checkpoint.save(student.state_dict(), _checkpoint_path(request, by_student[id(student)]))
         if id(student) in logs:
             logs[id(student)].write(student.history[-1], student.epochs_done, len(train))
 
     refuse_broken_losses(students, teacher.network, train, request.accel, runs[0].strong_view)
+    cached = sum(s.done and s.refused is None for s in students)  # finished earlier, found in the cache
     train_cohort(students, teacher.network, train, test, reporter, request.accel, on_epoch_end=save,
                  strong_view=runs[0].strong_view)
     for log in logs.values():
@@ -247,8 +249,9 @@ def _train_and_record(runs: list[RunSpec], teacher: Teacher, plan: Plan, store: 
                       "per_rank_batch": world.per_rank_batch(settings.batch_size),
                       # what `bench reproduce` needs beside the command: "auto" resolved, and CPU kernels' threads
                       "device": str(device), "torch_threads": torch.get_num_threads()})
-    reporter.info(f"seed {seed}: {plural(len(students) - len(refused), 'student')} trained in "
-                  f"{time.perf_counter() - started:.0f} s")
+    trained = len(students) - len(refused) - cached
+    earlier = f"; {plural(cached, 'student')} trained earlier, taken from the cache" if cached else ""
+    reporter.info(f"seed {seed}: {plural(trained, 'student')} trained in {time.perf_counter() - started:.0f} s{earlier}")
     return {s.name: s.refused for s in refused}
 
 
@@ -319,13 +322,20 @@ def result_row(run: RunSpec, student: Student, teacher: Teacher, plan: Plan, com
         "wall_s": round(sum(h["wall_s"] for h in student.history), 1),
         "s_per_epoch": round(sum(h["step_s"] for h in student.history) / len(curve), 2),
         "loss_ms": round(sum(loss_ms) / len(loss_ms), 3) if loss_ms else None,
-        "device": _device(plan, run.train.batch_size), **versions(),
+        "device": _trained_on(student, _device(plan, run.train.batch_size)), **versions(),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": command,
     }
 
 
 def _json(value) -> str:
     return json.dumps(value, sort_keys=True)
+
+
+def _trained_on(student: Student, here: str) -> str:
+    """Where the student's epochs were trained (each epoch's checkpoint says; one from before it did, here):
+    a run found finished in a shared cache keeps the device and process count that produced its timings."""
+    devices = list(dict.fromkeys(h.get("device", here) for h in student.history))
+    return " then ".join(devices)
 
 
 def _device(plan: Plan, batch_size: int) -> str:
