@@ -263,3 +263,20 @@ def test_piped_leaderboard_is_not_wrapped_at_80_columns(tmp_path, cli):
     result = cli("report", "--results-dir", tmp_path)
     assert result.code == 0, result.err
     assert any("kd" in line and "70.50 ± 0.71" in line for line in result.out.splitlines())  # a row is one line
+
+
+def test_a_run_found_finished_in_the_cache_names_where_it_was_trained(tmp_path, monkeypatch, cli):
+    """A shared cache holds a run trained elsewhere (another machine, another process count): the row that
+    records it later says where its epochs, and so its timings, were trained, not where it was found."""
+    import bench.runner
+
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(bench.runner, "_device", lambda plan, batch_size: "2 x machine A (16 per process)")
+    assert cli(*synthetic_run(tmp_path / "first", cache, *FAST)).code == 0
+    monkeypatch.setattr(bench.runner, "_device", lambda plan, batch_size: "machine B")
+    found = cli(*synthetic_run(tmp_path / "second", cache, *FAST[:2], "--epochs", "1", "--verbose")[:-1]) \
+        if False else cli("run", "--dataset", "synthetic", "--results-dir", tmp_path / "second" / "results",
+                          "--cache-dir", cache, "--device", "cpu", *FAST)
+    assert found.code == 0, found.err
+    assert read_runs(tmp_path / "second" / "results")["device"].tolist() == ["2 x machine A (16 per process)"]
+    assert "0 students trained in" in found.err and "1 student trained earlier, taken from the cache" in found.err

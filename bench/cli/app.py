@@ -25,6 +25,12 @@ invocation = ["bench"]  # the command line being run, recorded with every result
 PIPED_WIDTH = 100  # a pager or a log: wide tables drop their least needed columns (bench.report.console)
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """The reader stopped (``bench ... | head -1``): ended quietly by ``bench.cli.main``, not with rich's exit 1."""
+        raise BrokenPipeError
+
+
 def console() -> Console:
     """Tables for a terminal at its width; piped output at ``COLUMNS`` when set, else ``PIPED_WIDTH``."""
-    return Console() if sys.stdout.isatty() or "COLUMNS" in os.environ else Console(width=PIPED_WIDTH)
+    return _Console() if sys.stdout.isatty() or "COLUMNS" in os.environ else _Console(width=PIPED_WIDTH)
