@@ -108,7 +108,8 @@ def plan_run(request: RunRequest) -> Plan:
     teacher_settings = resolve_train(recipe, request.protocol, None, cli)
     tuned = pair_loss_settings(pair, request.dataset)
     loss_specs = [resolve_loss(name, recipe, overrides.get(name, {}), tuned) for name in loss_names]
-    data = load_dataset(request.dataset, DataRequest(request.data_dir, request.download, request.train_split))
+    data = load_dataset(request.dataset, DataRequest(request.data_dir, request.download, request.train_split,
+                                                              request.cache_dir))
     if request.strong_view and not (isinstance(data.train, ImageTensors) and request.loading.path == "resident"):
         raise ConfigError(f"--strong-view needs a dataset held in memory (every one but imagenet) and --data-path "
                           f"resident; got {request.dataset} with --data-path {request.loading.path}")
