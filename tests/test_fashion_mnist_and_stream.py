@@ -41,7 +41,7 @@ def test_reads_native_idx_files(idx_dir):
 
 def test_missing_and_corrupt_files_are_one_line_errors(idx_dir, tmp_path_factory):
     empty = tmp_path_factory.mktemp("empty")
-    with pytest.raises(ConfigError, match="Fashion-MNIST not found .* apt-get install dataset-fashion-mnist"):
+    with pytest.raises(ConfigError, match="Fashion-MNIST not found .* 'apt-get install dataset-fashion-mnist'"):
         load_dataset("fashion-mnist", DataRequest(root=empty))
     (idx_dir / "t10k-labels-idx1-ubyte.gz").write_bytes(b"not gzip")
     with pytest.raises(ConfigError, match="corrupt Fashion-MNIST file") as error:
