@@ -9,6 +9,7 @@ for viewing and SVG for papers. A loss keeps its colour in every figure of a dat
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import matplotlib
@@ -79,9 +80,14 @@ def accuracy_bars(rows: pd.DataFrame, title: str, colours: dict[str, tuple]) -> 
     return fig
 
 
+LEGEND_ROWS = 20  # entries per legend column of the training curves
+
+
 def training_curves(rows: pd.DataFrame, runs: pd.DataFrame, title: str, colours: dict[str, tuple]) -> Figure:
     """Test top-1 per epoch: mean over the finished seeds with a min–max band; diverged runs dotted."""
-    fig = Figure(figsize=(8.5, 5.0), layout="constrained")
+    columns = math.ceil(len(rows) / LEGEND_ROWS)  # a legend taller than the figure would collapse the axes
+    fig = Figure(figsize=(8.5 + 2.5 * (columns - 1), max(5.0, 1.5 + 0.2 * min(len(rows), LEGEND_ROWS))),
+                 layout="constrained")
     ax = fig.add_subplot()
     for label in rows["label"]:
         own = runs[runs["label"] == label]
@@ -108,7 +114,7 @@ def training_curves(rows: pd.DataFrame, runs: pd.DataFrame, title: str, colours:
     ax.set_ylabel("test top-1 accuracy (%)")
     ax.set_title(f"{title}\ntraining curves: mean over seeds, band = min–max")
     ax.grid(alpha=0.3)
-    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small")
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small", ncols=columns)
     return fig
 
 

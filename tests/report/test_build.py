@@ -83,3 +83,14 @@ def test_one_pair_draws_no_heatmap(run_row, write_runs):
     root = write_runs([run_row("vanilla", 0, 70.0), run_row("kd", 0, 71.0)])
     written = build_report(root, console=False)
     assert not any(path.stem == "delta_vs_vanilla" for path in written)
+
+
+def test_a_leaderboard_of_forty_losses_draws_its_figures_without_layout_warnings(run_row, write_runs):
+    """A legend of 41 entries beside the training curves once collapsed their axes (matplotlib then warns
+    "constrained_layout not applied" on every report)."""
+    import warnings
+
+    root = write_runs([run_row(f"loss-{i}", seed, 60.0 + i * 0.1 + seed) for i in range(41) for seed in (0, 1)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        build_report(root, console=False)
