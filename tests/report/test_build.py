@@ -94,3 +94,17 @@ def test_a_leaderboard_of_forty_losses_draws_its_figures_without_layout_warnings
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         build_report(root, console=False)
+
+
+def test_piped_leaderboard_fits_100_columns_with_a_short_footer(run_row, write_runs, cli, monkeypatch):
+    """Runs from four commands (a sweep's cohorts): the terminal's footer counts them, leaderboard.md lists them."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    rows = [{**run_row(loss, seed, 70.0 + seed + (loss == "kd")), "command": f"bench run --seeds {seed} --losses {loss}"}
+            for loss in ("vanilla", "kd") for seed in (0, 1)]
+    root = write_runs(rows)
+    result = cli("report", "--results-dir", root)
+    assert result.code == 0, result.err
+    assert max(map(len, result.out.splitlines())) <= 100
+    printed = " ".join(result.out.split())
+    assert "4 runs from 4 commands (listed in leaderboard.md)" in printed and "--seeds 1" not in printed
+    assert all(row["command"] in (root / "toy" / "leaderboard.md").read_text() for row in rows)
