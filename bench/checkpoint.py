@@ -13,6 +13,7 @@ from typing import Callable
 import torch
 from filelock import FileLock
 
+from bench.aside import move_aside
 from bench.notices import warn
 from registry import ConfigError
 
@@ -48,7 +49,7 @@ def load(path: Path, device: torch.device) -> dict:
 def restore(path: Path, device: torch.device, apply: Callable[[dict], object]) -> dict | None:
     """Load the cached checkpoint ``path`` and ``apply`` it; the state, or None when there is none to use.
 
-    A damaged one is moved aside to ``<name>.damaged`` (said in one line), so the caller redoes the
+    A damaged one is moved aside under a dated name of its own (said in one line), so the caller redoes the
     work from its last good state and the next run does not trip over it again.
     """
     if not path.is_file():
@@ -58,13 +59,10 @@ def restore(path: Path, device: torch.device, apply: Callable[[dict], object]) -
         apply(state)
         return state
     except DAMAGE as exc:
-        aside = path.with_name(f"{path.name}.damaged")
-        try:
-            os.replace(path, aside)
-        except FileNotFoundError:  # another process sharing the cache set it aside first
-            pass
+        aside = move_aside(path)
         reason = exc if isinstance(exc, DamagedCheckpoint) else f"checkpoint {path} does not fit ({_first_line(exc)})"
-        warn(f"{reason}: moved to {aside}; redoing its work")
+        where = f"moved to {aside}" if aside else "another process moved it aside"
+        warn(f"{reason}: {where}; redoing its work")
         return None
 
 
@@ -75,5 +73,11 @@ def lock(path: Path) -> FileLock:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+    """The error in a few words: torch's first sentence, or for a refused unpickle what the unpickler met,
+    without the advice about ``weights_only`` (loading untrusted files with it off is not an option here)."""
+    text = str(exc).strip()
+    _, _, detail = text.partition("WeightsUnpickler error:")
+    if detail.strip():
+        text = f"not a tensor checkpoint: {detail.strip().splitlines()[0]}"
+    first = (text.splitlines() or [""])[0].split(". ")[0].rstrip(".")
+    return f"{type(exc).__name__}: {first}".rstrip(": ")

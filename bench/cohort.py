@@ -39,6 +39,7 @@ from bench.training.distributed import World
 from bench.training.fuse import FusedStudents, fused
 from bench.training.schedule import Schedule
 from losses.base import MODEL_NEEDS, Batch, DistillLoss, Need, Outputs, defines_evaluation
+from losses.contract import named_terms
 from registry import ConfigError
 
 
@@ -105,6 +106,7 @@ class Student:
     stopped: bool = False  # stopped early by whoever drives the cohort (a pruned trial); not kept on resume
     clip_grad: float | None = None  # the total gradient norm is clipped to this before each step
     first_steps: list[dict] = field(default_factory=list)  # FIRST_STEPS entries: terms, logit_std/mean, grad_norm
+    refused: str | None = None  # why its loss broke the contract on the first batch (bench.training.first_batch)
     world: World = field(default_factory=World)  # the processes this student trains in (bench.training.distributed)
     steps_per_epoch: int | None = None  # what a warm-up shorter than an epoch counts (losses.warmup)
 
@@ -117,7 +119,7 @@ class Student:
 
     @property
     def done(self) -> bool:
-        return self.diverged or self.stopped or self.epochs_done >= self.epochs
+        return self.diverged or self.stopped or self.refused is not None or self.epochs_done >= self.epochs
 
     def _start_epoch_sums(self) -> None:
         device = next(self.network.parameters()).device
@@ -178,8 +180,7 @@ class Student:
         if self.loss.batchwise:  # it relates examples to each other: give it the global batch
             own, teacher = self.world.gather_outputs(own), self.world.gather_outputs(teacher)
             batch = self.world.gather_batch(batch)
-        terms = self.loss(own, teacher, batch)
-        return terms if isinstance(terms, dict) else {"loss": terms}
+        return named_terms(self.loss(own, teacher, batch))
 
     def _accumulate(self, terms: dict[str, Tensor]) -> None:
         for key, value in terms.items():
@@ -294,17 +295,24 @@ def evaluate(networks: Sequence[Network], stream: ResidentStream | LoaderStream,
     return [Scores(top1, top5, top) for (top1, top5), top in zip(accuracy, share)]
 
 
-def cohort_step(students: Sequence[Student | FusedStudents], teacher: Network | None, teacher_needs: frozenset[Need],
-                images: Tensor, labels: Tensor, indices: Tensor, epoch: int, step: int, accel: Acceleration,
-                streams: StudentStreams, strong: Tensor | None = None) -> None:
-    """One batch for the whole cohort: one teacher forward (per view), then each student's step (on its own stream
-    if asked; a group of fused students steps as one member)."""
+def shared_inputs(teacher: Network | None, teacher_needs: frozenset[Need], images: Tensor, strong: Tensor | None,
+                  accel: Acceleration) -> tuple[Tensor, Tensor | None, Outputs]:
+    """A batch's views in the memory format asked for, and the one teacher forward (per view) every student reads."""
     if accel.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
         strong = None if strong is None else strong.contiguous(memory_format=torch.channels_last)
     shared = teacher_outputs(teacher, images, teacher_needs, accel)
     if strong is not None:
         shared.strong = teacher_outputs(teacher, strong, teacher_needs, accel)
+    return images, strong, shared
+
+
+def cohort_step(students: Sequence[Student | FusedStudents], teacher: Network | None, teacher_needs: frozenset[Need],
+                images: Tensor, labels: Tensor, indices: Tensor, epoch: int, step: int, accel: Acceleration,
+                streams: StudentStreams, strong: Tensor | None = None) -> None:
+    """One batch for the whole cohort: one teacher forward (per view), then each student's step (on its own stream
+    if asked; a group of fused students steps as one member)."""
+    images, strong, shared = shared_inputs(teacher, teacher_needs, images, strong, accel)
     for index, student in enumerate(students):
         with streams.member(index):
             student.train_step(images, labels, indices, shared, epoch, step, accel, strong)

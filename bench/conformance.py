@@ -43,6 +43,7 @@ from bench.data.base import DatasetInfo
 from bench.models import Network, create_network, gives_preact, probe_shapes
 from losses import LOSSES, Batch, DistillLoss, LossContext, ModelShapes, Need, Outputs, Preparation, total
 from losses.base import MODEL_NEEDS
+from losses.contract import LossContractError, finite_problem, gradient_problem, named_terms, named_tensors
 
 CPU = torch.device("cpu")
 
@@ -218,28 +219,19 @@ def model_step(m: Models, images: Tensor, labels: Tensor, indices: Tensor) -> tu
     return m.student.train().extract(images, every_output(m.student)), teacher, make_batch(labels, indices, 0)
 
 
-def named_tensors(outputs: Outputs, side: str) -> list[tuple[str, Tensor]]:
-    items = [("logits", outputs.logits), *((f"features[{i}]", f) for i, f in enumerate(outputs.features)),
-             ("embedding", outputs.embedding), ("feature_map", outputs.feature_map),
-             *((f"preact_features[{i}]", f) for i, f in enumerate(outputs.preact_features))]
-    return [(f"{side}.{name}", t) for name, t in items if t is not None]
-
-
 # -- evaluating ---------------------------------------------------------------------------------------
 def value(loss: DistillLoss, student: Outputs, teacher: Outputs, batch: Batch) -> Tensor:
     """The loss's total, after checking that it returned a scalar or a dict of named scalars."""
-    terms = loss(student, teacher, batch)
-    named = terms if isinstance(terms, Mapping) else {"loss": terms}
-    for name, term in named.items():
-        if not isinstance(term, Tensor) or term.dim() != 0:
-            got = f"shape {list(term.shape)}" if isinstance(term, Tensor) else type(term).__name__
-            raise ConformanceError(f"term '{name}' is {got}; a loss returns a scalar tensor or a dict of them")
-    return total(named)
+    try:
+        return total(named_terms(loss(student, teacher, batch)))
+    except LossContractError as exc:
+        raise ConformanceError(str(exc)) from None
 
 
 def require_finite(v: Tensor, case: str) -> None:
-    if not torch.isfinite(v).all():
-        raise ConformanceError(f"value is {v.item()} on {case}")
+    problem = finite_problem(v)
+    if problem:
+        raise ConformanceError(f"{problem} on {case}")
 
 
 def backward_finite(v: Tensor, leaves: Iterable[tuple[str, Tensor]], case: str) -> None:
@@ -342,6 +334,7 @@ def check_gradients(subj: Subject) -> str | None:
     student, teacher, batch = step_inputs(m, 0)
     before = [(name, t, t.clone(), t._version) for name, t in named_tensors(teacher, "teacher")]
     v = value(loss, student, teacher, batch)
+    unreached = gradient_problem(v, [t for _, t in named_tensors(student, "student")])
     if v.requires_grad:
         v.float().backward()
     changed = [name for name, t, copied, version in before if t._version != version or not torch.equal(t, copied)]
@@ -350,8 +343,8 @@ def check_gradients(subj: Subject) -> str | None:
                                "student of a cohort")
     if not subj.cls.needs & MODEL_NEEDS:
         return "needs no model outputs"
-    if not v.requires_grad:
-        raise ConformanceError("the value does not depend on the student's outputs: no gradient reaches the student")
+    if unreached:
+        raise ConformanceError(unreached)
     if not any(t.grad is not None and bool(t.grad.abs().sum() > 0) for _, t in named_tensors(student, "student")):
         raise ConformanceError("the gradient with respect to every student output is zero")
     params = _trainable(loss)

@@ -24,7 +24,7 @@ class Reporter:
 
     def info(self, message: str) -> None:
         if not self.quiet:
-            self.console.print(message, highlight=False)
+            self.console.print(message, highlight=False, soft_wrap=True)  # a log line stays one line
 
     @contextmanager
     def epoch(self, label: str, batches: int) -> Iterator["Reporter"]:

@@ -17,7 +17,6 @@ import io
 import json
 import math
 import os
-import shutil
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,7 +26,9 @@ from typing import Any, Mapping
 import pandas as pd
 from filelock import FileLock
 
+from bench.aside import copy_aside
 from bench.notices import warn
+from bench.wording import plural
 from registry import ConfigError
 
 COLUMNS = [
@@ -211,7 +212,7 @@ class ResultsStore:
         """Store the config, then the row: a row never exists without the config that made it.
 
         Returns False, writing nothing, when the run is recorded already. Damaged rows are not
-        written back; the file that held them is kept as ``runs.csv.damaged``.
+        written back; the file that held them is kept under a dated name of its own (``bench.aside``).
         """
         missing = set(COLUMNS) - set(row)
         if missing:
@@ -223,9 +224,8 @@ class ResultsStore:
             atomic_write_text(self.configs / f"{row['run_id']}.json",
                               json.dumps(config, indent=2, sort_keys=True, default=str))
             if current.damaged:
-                kept = self.runs_csv.with_name("runs.csv.damaged")
-                shutil.copyfile(self.runs_csv, kept)
-                warn(f"{self.runs_csv} held {len(current.damaged)} damaged row(s): the file as it was is kept as "
+                kept = copy_aside(self.runs_csv)
+                warn(f"{self.runs_csv} held {plural(len(current.damaged), 'damaged row')}: the file as it was is kept as "
                      f"{kept}, the damaged rows are dropped")
             text = io.StringIO()
             csv.writer(text, lineterminator="\n").writerows([COLUMNS, *(values for _, values in current.rows)])

@@ -42,8 +42,10 @@ from bench.results import ResultsStore, check_writable_directory
 from bench.seeding import derive_seed, generator
 from bench.teacher import Teacher, TeacherPlan, obtain_teacher, plan_teacher
 from bench.training.distributed import World, sync_batchnorm
+from bench.training.first_batch import refuse_broken_losses
 from bench.training.tracking import Tracking
 from bench.tune.overlay import overlay_path, read_overlay, tuned_settings
+from bench.wording import plural
 from losses import LOSSES, LossContext, Preparation
 from losses.base import Need
 from registry import ConfigError, parse_names
@@ -131,7 +133,8 @@ def plan_run(request: RunRequest) -> Plan:
     settings = {spec.name: resolve_train(recipe, request.protocol, pair.student, student_cli,
                                          loss_schedule(recipe, request.protocol, spec.name, for_pair))
                 for spec in loss_specs}
-    data = load_dataset(request.dataset, DataRequest(request.data_dir, request.download, request.train_split))
+    data = load_dataset(request.dataset, DataRequest(request.data_dir, request.download, request.train_split,
+                                                     request.cache_dir))
     validation_size = resolve_validation(recipe, request.validation_size)
     student_data = carve_validation(data, validation_size) if validation_size else data
     # a subset size the run's id records; None when the students see every training image
@@ -198,13 +201,16 @@ def _teacher_seed(request: RunRequest, teacher: TeacherPlan) -> int | None:
     return request.teacher_seed
 
 
-def execute(plan: Plan, on_epoch: Optional[EpochHook] = None) -> ResultsStore:
-    """Train and record every planned run; ``on_epoch`` (see ``EpochHook``) sees each epoch of each run."""
+def execute(plan: Plan, on_epoch: Optional[EpochHook] = None) -> tuple[ResultsStore, dict[str, str]]:
+    """Train and record every planned run; ``on_epoch`` (see ``EpochHook``) sees each epoch of each run.
+    Returns the store, and loss name -> why, for each loss refused on its first batch (its runs are not
+    recorded; every other run is)."""
     request = plan.request
     reporter = Reporter(request.quiet or not request.world.is_main)
     store = ResultsStore(request.results_dir, request.dataset)
+    refused: dict[str, str] = {}
     if plan.skipped:
-        reporter.info(f"{plan.skipped} run(s) already finished in {store.runs_csv}: skipped")
+        reporter.info(f"{plural(plan.skipped, 'run')} already finished in {store.runs_csv}: skipped")
     for seed, runs in plan.specs.items():
         teacher = None
         for wait in (False, True):  # first the runs no other process is training, then wait for those
@@ -217,12 +223,12 @@ def execute(plan: Plan, on_epoch: Optional[EpochHook] = None) -> ResultsStore:
                     reporter.info(f"seed {seed}: teacher {mine[0].pair.teacher} {teacher.top1:.2f}% top-1; "
                                   f"training {', '.join(r.loss.name for r in mine)}")
                     for cohort in [[run] for run in mine] if request.sequential else _cohorts(mine):
-                        _train_and_record(cohort, teacher, plan, store, reporter, on_epoch)
+                        refused = _train_and_record(cohort, teacher, plan, store, reporter, on_epoch) | refused
             if busy:
                 reporter.info(f"seed {seed}: another process is training {', '.join(r.loss.name for r in busy)}; "
                               f"waiting for it")
             runs = busy
-    return store
+    return store, refused
 
 
 def _cohorts(runs: list[RunSpec]) -> list[list[RunSpec]]:
@@ -257,7 +263,8 @@ def _checkpoint_path(request: RunRequest, run: RunSpec) -> Path:
 
 
 def _train_and_record(runs: list[RunSpec], teacher: Teacher, plan: Plan, store: ResultsStore, reporter: Reporter,
-                      on_epoch: Optional[EpochHook]) -> None:
+                      on_epoch: Optional[EpochHook]) -> dict[str, str]:
+    """Train the cohort and record each run; returns loss name -> why it was refused, for the losses refused."""
     request, data, device = plan.request, plan.student_data, plan.device
     seed = runs[0].seed
     settings = runs[0].train
@@ -274,6 +281,7 @@ def _train_and_record(runs: list[RunSpec], teacher: Teacher, plan: Plan, store: 
     started = time.perf_counter()
 
     def save(student: Student) -> None:
+        student.history[-1]["device"] = _device(plan, settings.batch_size)  # where this epoch was trained, kept with it
         if world.is_main:  # every rank holds the same state; one writes it
             checkpoint.save(student.state_dict(), _checkpoint_path(request, by_student[id(student)]))
         if id(student) in logs:
@@ -283,12 +291,17 @@ def _train_and_record(runs: list[RunSpec], teacher: Teacher, plan: Plan, store: 
             student.stopped = bool(world.broadcast(world.is_main and on_epoch(run, student.epochs_done,
                                                                               student.history[-1])))
 
+    refuse_broken_losses(students, teacher.network, train, request.accel, runs[0].strong_view)
+    cached = sum(s.done and s.refused is None for s in students)  # finished earlier, found in the cache
     train_cohort(students, teacher.network, train, test, reporter, request.accel, on_epoch_end=save,
                  strong_view=runs[0].strong_view, validation=validation)
     for log in logs.values():
         log.close()
+    refused = [s for s in students if s.refused is not None]
+    for student in refused:
+        reporter.info(f"seed {seed}: {student.name} refused on its first batch ({student.refused}); not recorded")
     for student in students if world.is_main else ():  # every student is done: record each (also one whose row a crash lost)
-        if student.stopped:
+        if student.stopped or student.refused is not None:
             continue
         run = by_student[id(student)]
         store.append(result_row(run, student, teacher, plan, request.command),
@@ -297,7 +310,10 @@ def _train_and_record(runs: list[RunSpec], teacher: Teacher, plan: Plan, store: 
                       # what `bench reproduce` needs beside the command: "auto" resolved, and CPU kernels' threads
                       "device": str(device), "torch_threads": torch.get_num_threads(),
                       "diagnostics": diagnostics(student)})
-    reporter.info(f"seed {seed}: {len(students)} student(s) trained in {time.perf_counter() - started:.0f} s")
+    trained = len(students) - len(refused) - cached
+    earlier = f"; {plural(cached, 'student')} trained earlier, taken from the cache" if cached else ""
+    reporter.info(f"seed {seed}: {plural(trained, 'student')} trained in {time.perf_counter() - started:.0f} s{earlier}")
+    return {s.name: s.refused for s in refused}
 
 
 def _build_student(run: RunSpec, teacher: Teacher, plan: Plan, reporter: Reporter) -> Student:
@@ -405,13 +421,20 @@ def result_row(run: RunSpec, student: Student, teacher: Teacher, plan: Plan, com
         "wall_s": round(sum(h["wall_s"] for h in student.history), 1),
         "s_per_epoch": round(sum(h["step_s"] for h in student.history) / len(curve), 2),
         "loss_ms": round(sum(loss_ms) / len(loss_ms), 3) if loss_ms else None,
-        "device": _device(plan, run.train.batch_size), **versions(),
+        "device": _trained_on(student, _device(plan, run.train.batch_size)), **versions(),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": command,
     }
 
 
 def _json(value) -> str:
     return json.dumps(value, sort_keys=True)
+
+
+def _trained_on(student: Student, here: str) -> str:
+    """Where the student's epochs were trained (each epoch's checkpoint says; one from before it did, here):
+    a run found finished in a shared cache keeps the device and process count that produced its timings."""
+    devices = list(dict.fromkeys(h.get("device", here) for h in student.history))
+    return " then ".join(devices)
 
 
 def _device(plan: Plan, batch_size: int) -> str:

@@ -21,6 +21,7 @@ from bench.data.stream import Loading, batches_per_epoch, make_stream
 from bench.models import Network, create_network, probe_shapes
 from bench.progress import Reporter
 from bench.seeding import derive_seed
+from bench.wording import plural
 from losses.base import LossContext
 from losses.vanilla import Vanilla
 from registry import ConfigError
@@ -120,7 +121,7 @@ def _trained_teacher(plan: TeacherPlan, key: str, data: LoadedDataset, seed: int
                           plan.settings, weight=0.0, ce_weight=1.0,
                           steps_per_epoch=batches_per_epoch(len(data.train), plan.settings.batch_size))
     checkpoint.restore(partial, device, student.load_state_dict)
-    reporter.info(f"training teacher {plan.model} for {plan.settings.epochs} epochs (cached afterwards)")
+    reporter.info(f"training teacher {plan.model} for {plural(plan.settings.epochs, 'epoch')} (cached afterwards)")
     train = make_stream(data.train, data.info, plan.settings.batch_size, device, train=True, seed=seed, loading=loading)
     test = make_stream(data.test, data.info, 256, device, train=False, seed=seed, loading=loading)
     train_cohort([student], None, train, test, reporter, accel, on_epoch_end=lambda s: checkpoint.save(s.state_dict(), partial))

@@ -48,7 +48,8 @@ def test_usage_errors_are_one_line_too(cli):
     assert cli("pairs", "list", "--dataset", "nope").code == 2
 
 
-def test_catalog_commands_list_the_choices(cli):
+def test_catalog_commands_list_the_choices(cli, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # each row on one line (piped output wraps cells at 100 columns)
     pairs = cli("pairs", "list")
     assert pairs.code == 0 and "resnet32x4-resnet8x4" in pairs.out and "wrn_40_2-shufflenetv1_cifar" in pairs.out
     assert "dkd beta=2.0" in pairs.out  # resnet56-resnet20's tuned DKD setting

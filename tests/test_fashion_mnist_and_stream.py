@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+from pathlib import Path
 import struct
 
 import numpy as np
@@ -40,7 +41,7 @@ def test_reads_native_idx_files(idx_dir):
 
 def test_missing_and_corrupt_files_are_one_line_errors(idx_dir, tmp_path_factory):
     empty = tmp_path_factory.mktemp("empty")
-    with pytest.raises(ConfigError, match="Fashion-MNIST not found .* apt install dataset-fashion-mnist"):
+    with pytest.raises(ConfigError, match="Fashion-MNIST not found .* 'apt-get install dataset-fashion-mnist'"):
         load_dataset("fashion-mnist", DataRequest(root=empty))
     (idx_dir / "t10k-labels-idx1-ubyte.gz").write_bytes(b"not gzip")
     with pytest.raises(ConfigError, match="corrupt Fashion-MNIST file") as error:
@@ -72,3 +73,31 @@ def test_test_stream_covers_every_example_once_without_augmentation():
     stream = make_stream(data.test, data.info, 50, torch.device("cpu"), train=False, seed=0)
     images = torch.cat([x for x, _, _ in stream.epoch(0)])
     assert torch.equal(images, data.test.images)
+
+
+def test_a_failed_download_is_one_line_and_writes_only_under_the_cache_dir(tmp_path, monkeypatch, cli):
+    import urllib.error
+
+    import torchvision
+
+    import bench.data.fashion_mnist as fashion_mnist
+
+    home, cache = tmp_path / "home", tmp_path / "cache"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setattr(fashion_mnist, "DEBIAN_DIR", tmp_path / "not-installed")
+    asked = []
+
+    def offline(root, train, download):  # torchvision's downloader without a network: a partial file, then an error
+        asked.append(root)
+        (Path(root) / "FashionMNIST" / "raw").mkdir(parents=True, exist_ok=True)
+        (Path(root) / "FashionMNIST" / "raw" / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b")
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried https://..., got URLError")
+
+    monkeypatch.setattr(torchvision.datasets, "FashionMNIST", offline)
+    result = cli("run", "--download", "--cache-dir", cache, "--results-dir", tmp_path / "results", "--device", "cpu")
+    assert result.code == 2 and result.err.count("\n") == 1
+    assert result.err.startswith(f"error: could not download Fashion-MNIST into {cache / 'data' / 'fashion-mnist'} "
+                                 "(Error downloading train-images-idx3-ubyte.gz:)")
+    assert asked == [str(cache / "data" / "fashion-mnist")] and not list(home.iterdir())
+    assert not (tmp_path / "results").exists()

@@ -2,17 +2,18 @@
 switch, listed next to a broken plugin, checked, and trained end to end by ``bench run``."""
 
 import importlib
-import importlib.util
+import os
+import shutil
 import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Iterator
 
 import pandas as pd
 import pytest
 import torch
-from filelock import FileLock
 
 from bench.cli import main
 from losses import LOSSES, DistillLoss
@@ -25,26 +26,27 @@ DIST = "distillbench-example-plugin"
 GROUP = "distillbench.losses"
 
 
-def _installed() -> bool:
-    try:
-        return any(ep.name == "cosine-kd" for ep in metadata.distribution(DIST).entry_points if ep.group == GROUP)
-    except metadata.PackageNotFoundError:
-        return False
-
-
 @pytest.fixture(scope="session")
-def plugin(tmp_path_factory) -> metadata.Distribution:
-    """The example plugin installed (editable) into the running interpreter, once for all test processes."""
-    with FileLock(tmp_path_factory.getbasetemp().parent / "example-plugin.lock"):
-        if not _installed():
-            command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                       "-e", str(PLUGIN_DIR)]
-            done = subprocess.run(command, capture_output=True, text=True)
-            assert done.returncode == 0, done.stderr
+def plugin(tmp_path_factory) -> Iterator[metadata.Distribution]:
+    """The example plugin installed for real by pip, into a temporary folder put on ``sys.path`` (and on the
+    PYTHONPATH of child interpreters) for the session, then removed: the user's environment never holds it.
+    pip builds from a copy, so no build files appear in the repository."""
+    root = tmp_path_factory.mktemp("example-plugin")
+    source, target = root / "source", root / "site-packages"
+    shutil.copytree(PLUGIN_DIR, source)
+    command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+               "--no-compile", "--target", str(target), str(source)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    sys.path.append(str(target))
     importlib.invalidate_caches()
-    if importlib.util.find_spec("distillbench_example_plugin") is None:
-        sys.path.append(str(PLUGIN_DIR))  # an editable install's .pth file is read only when Python starts
-    return metadata.distribution(DIST)
+    try:
+        yield metadata.distribution(DIST)
+    finally:
+        sys.path.remove(str(target))
+        sys.modules.pop("distillbench_example_plugin", None)
+        shutil.rmtree(root)
+        importlib.invalidate_caches()
 
 
 @pytest.fixture
@@ -80,6 +82,7 @@ def test_a_name_clash_with_a_builtin_names_both_providers(monkeypatch, plugin, r
     monkeypatch.setattr(metadata, "entry_points", lambda group: [clash] if group == GROUP else [])
     losses = Registry("loss", entry_point_group=GROUP)
     losses.register("kd")(KD)
+    monkeypatch.setenv("COLUMNS", "200")  # the listing's rows on one line each
     both = r"loss name 'kd' is provided twice: by distillbench \S+ and by distillbench-example-plugin 0.1.0"
     assert losses.names() == ["kd"]  # the clash is listed; only the name itself is refused
     with pytest.raises(ConfigError, match=both):
@@ -99,6 +102,7 @@ def test_a_broken_plugin_is_listed_as_broken_without_breaking_the_command(monkey
     real = metadata.entry_points
     broken = metadata.EntryPoint("broken-loss", "no_such_module_xyz:Loss", GROUP)
     monkeypatch.setattr(metadata, "entry_points", lambda group: [*real(group=group), broken])
+    monkeypatch.setenv("COLUMNS", "200")  # the listing's rows on one line each
     listing = cli("losses", "list")
     assert listing.code == 0
     assert "broken:" in next(line for line in listing.out.splitlines() if "broken-loss" in line)
@@ -109,7 +113,9 @@ def test_a_broken_plugin_is_listed_as_broken_without_breaking_the_command(monkey
 
 def test_a_fresh_interpreter_finds_the_plugin(plugin):
     code = "from bench.cli import main; raise SystemExit(main(['losses', 'list']))"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    path = os.pathsep.join(p for p in (str(Path(plugin.locate_file(""))), os.environ.get("PYTHONPATH")) if p)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": path, "COLUMNS": "200"})
     assert done.returncode == 0, done.stderr
     row = next(line for line in done.stdout.splitlines() if "cosine-kd" in line)
     assert "distillbench-example-plugin 0.1.0" in row
@@ -129,3 +135,14 @@ def test_bench_run_trains_it_and_records_its_provider(rediscovered, tmp_path, te
     row = runs.set_index("loss").loc["cosine-kd"]
     assert (row.provider, row.provider_version) == (DIST, "0.1.0")
     assert runs.set_index("loss").loc["vanilla"].provider == BUILTIN_PROVIDER
+
+
+def test_the_suite_leaves_the_plugin_out_of_the_environment(plugin):
+    """The plugin is installed for the session only: an interpreter started as the user starts one lists no
+    cosine-kd (an install into the running environment would leave it there for good)."""
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])  # the checkout, as the README's install puts it
+    code = "from bench.cli import main; raise SystemExit(main(['losses', 'list']))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "cosine-kd" not in done.stdout and "distillbench-example-plugin" not in done.stdout

@@ -144,14 +144,41 @@ def test_a_damaged_cached_checkpoint_is_set_aside_and_the_work_redone(damaged, f
     cache = tmp_path / "cache"
     shutil.copytree(finished / "cache", cache)
     target, = (cache / damaged).glob("*.pt")
-    target.write_bytes(target.read_bytes()[:100])  # cut short, as by a full disk
+    damage = target.read_bytes()[:100]
+    target.write_bytes(damage)  # cut short, as by a full disk
     result = cli(*synthetic_run(tmp_path, cache, *FAST))
     assert result.code == 0, result.err
     notice = [line for line in result.err.splitlines() if line.startswith("warning: ")]
     assert len(notice) == 1 and f"checkpoint {target} is damaged" in notice[0] and "moved to" in notice[0]
-    assert target.with_name(target.name + ".damaged").is_file()
+    aside, = target.parent.glob(f"{target.name}.*.damaged")
+    assert aside.read_bytes() == damage and aside.name in notice[0]
     numbers = ["run_id", "best_top1", "last_top1", "curve", "teacher_top1"]
     pd.testing.assert_frame_equal(read_runs(tmp_path / "results")[numbers], read_runs(finished / "results")[numbers])
+
+
+def test_a_checkpoint_damaged_twice_keeps_both_copies(tmp_path, capsys):
+    path = tmp_path / "runs" / "abc.pt"
+    path.parent.mkdir()
+    damages = [b"\x80\x02first garbage", b"PK\x03\x04 second garbage"]
+    for damage in damages:
+        path.write_bytes(damage)
+        assert checkpoint.restore(path, torch.device("cpu"), lambda state: None) is None
+        assert not path.exists()
+    kept = sorted(path.parent.glob("abc.pt.*.damaged"))
+    assert sorted(p.read_bytes() for p in kept) == sorted(damages)
+    notices = capsys.readouterr().err.splitlines()
+    assert [line for line in notices if line.startswith("warning: ")] == notices and len(notices) == 2
+    assert all(p.name in "".join(notices) for p in kept)
+
+
+def test_a_garbage_checkpoint_is_named_in_a_short_line_without_torchs_advice(tmp_path):
+    garbage = tmp_path / "teacher.pt"
+    garbage.write_bytes(b"\x80\x02garbage")
+    with pytest.raises(checkpoint.DamagedCheckpoint) as refused:
+        checkpoint.load(garbage, torch.device("cpu"))
+    message = str(refused.value)
+    # torch's own message runs to seven lines of advice on weights_only; what matters is the byte it met ("g")
+    assert message == f"checkpoint {garbage} is damaged (UnpicklingError: not a tensor checkpoint: Unsupported operand 103)"
 
 
 def test_a_damaged_partial_teacher_is_set_aside_and_training_starts_over(finished, tmp_path, cli):
@@ -236,3 +263,20 @@ def test_piped_leaderboard_is_not_wrapped_at_80_columns(tmp_path, cli):
     result = cli("report", "--results-dir", tmp_path)
     assert result.code == 0, result.err
     assert any("kd" in line and "70.50 ± 0.71" in line for line in result.out.splitlines())  # a row is one line
+
+
+def test_a_run_found_finished_in_the_cache_names_where_it_was_trained(tmp_path, monkeypatch, cli):
+    """A shared cache holds a run trained elsewhere (another machine, another process count): the row that
+    records it later says where its epochs, and so its timings, were trained, not where it was found."""
+    import bench.runner
+
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(bench.runner, "_device", lambda plan, batch_size: "2 x machine A (16 per process)")
+    assert cli(*synthetic_run(tmp_path / "first", cache, *FAST)).code == 0
+    monkeypatch.setattr(bench.runner, "_device", lambda plan, batch_size: "machine B")
+    found = cli(*synthetic_run(tmp_path / "second", cache, *FAST[:2], "--epochs", "1", "--verbose")[:-1]) \
+        if False else cli("run", "--dataset", "synthetic", "--results-dir", tmp_path / "second" / "results",
+                          "--cache-dir", cache, "--device", "cpu", *FAST)
+    assert found.code == 0, found.err
+    assert read_runs(tmp_path / "second" / "results")["device"].tolist() == ["2 x machine A (16 per process)"]
+    assert "0 students trained in" in found.err and "1 student trained earlier, taken from the cache" in found.err

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from bench.aside import copy_aside, set_aside
 from bench.report import build
 from bench.results import COLUMNS, VALIDATION, ResultsStore
 from registry import ConfigError
@@ -92,8 +93,52 @@ def test_damaged_rows_are_never_written_back(tmp_path, capsys):
     store.append(row("next"), {})
     assert store.read().damaged == []
     assert sorted(store.runs()["run_id"]) == ["good", "next"]
-    assert (tmp_path / "toy" / "runs.csv.damaged").read_text().count("\n") == 2  # the file as it was, kept
-    assert "runs.csv.damaged" in capsys.readouterr().err
+    kept, = set_aside(tmp_path / "toy")
+    assert kept.read_text().count("\n") == 2  # the file as it was, kept
+    assert str(kept) in capsys.readouterr().err
+
+
+def _cut_last_row(store: ResultsStore) -> str:
+    """Cut the file's last row short, as a hand edit or a full disk would; returns the row's run id."""
+    text = store.runs_csv.read_text()
+    store.runs_csv.write_text(text[:-40])
+    return text.splitlines()[-1].split(",")[0]
+
+
+def test_every_damaged_copy_is_kept_and_bench_report_says_where(tmp_path, cli):
+    store = ResultsStore(tmp_path, "toy")
+    for name in ("good", "first"):
+        store.append(row(name), {})
+    first = _cut_last_row(store)
+    store.append(row("second"), {})  # sets the file holding "first" aside
+    second = _cut_last_row(store)
+    store.append(row("third"), {})  # ... and, in the same second, the one holding "second"
+    kept = set_aside(store.directory)
+    assert len(kept) == 2 and all(p.name.startswith("runs.csv.") and p.name.endswith(".damaged") for p in kept)
+    assert sorted(line.split(",")[0] for p in kept for line in p.read_text().splitlines()[-1:]) == [first, second]
+    assert sorted(store.runs()["run_id"]) == ["good", "third"]
+    result = cli("report", "--results-dir", tmp_path)
+    assert result.code == 0, result.err
+    where, = [line for line in result.err.splitlines() if "set aside" in line]
+    assert all(p.name in where for p in kept) and str(store.directory) in where
+
+
+def _set_aside_a_copy(path: str, copies: int) -> None:
+    for _ in range(copies):
+        copy_aside(Path(path))
+
+
+def test_writers_setting_aside_at_once_never_share_a_name(tmp_path):
+    damaged = tmp_path / "runs.csv"
+    damaged.write_text("run_id\n")
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_set_aside_a_copy, args=(str(damaged), 10)) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+        assert worker.exitcode == 0
+    assert len(set_aside(tmp_path)) == 30
 
 
 @pytest.mark.parametrize("content", [b"\x00\xff\xfe garbage", b"not,a,runs,file\n1,2,3,4\n"])

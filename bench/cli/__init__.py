@@ -7,6 +7,7 @@ code 2 — no traceback, and nothing written, because commands validate before t
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 import sys
 
@@ -17,8 +18,7 @@ from registry import ConfigError
 
 # Every module of this package adds its commands to ``app`` when imported.
 for _module in pkgutil.iter_modules(__path__):
-    if _module.name != "__main__":  # ``python -m bench.cli`` (torchrun's way in), not a command module
-        importlib.import_module(f"{__name__}.{_module.name}")
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 USAGE_ERROR = 2
 
@@ -37,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     except (typer.Abort, KeyboardInterrupt):
         print("error: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader stopped (``bench ... | head -1``): the rest of the output is not wanted
+        _discard_stdout()
+        return 0
     except typer.TyperException as exc:  # usage errors: unknown command or option, bad value
         if type(exc).__name__ == "NoArgsIsHelpError":
             print(exc.ctx.get_help())
@@ -46,5 +49,15 @@ def main(argv: list[str] | None = None) -> int:
     return result if isinstance(result, int) else 0
 
 
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null, so that writing out what is buffered at exit fails no more."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def console_main() -> None:
-    sys.exit(main())
+    code = main()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _discard_stdout()
+    sys.exit(code)

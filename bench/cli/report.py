@@ -15,6 +15,14 @@ def names(text: str | None) -> list[str] | None:
     return None if text is None else [part.strip() for part in text.split(",") if part.strip()]
 
 
+def loss_names(text: str | None) -> list[str] | None:
+    """Loss names as runs.csv records them: an alias ``bench run`` accepts (``ot``) as the loss it names; a
+    name the registry lacks (a plugin since removed) as it is, to be looked up in the runs."""
+    from losses import LOSSES
+
+    return None if text is None else [LOSSES.canonical(name) if name in LOSSES else name for name in names(text)]
+
+
 @app.command()
 def report(
     results_dir: Annotated[Path, typer.Option(help="Where 'bench run' wrote <dataset>/runs.csv.")] = Path("results"),
@@ -40,17 +48,17 @@ def report(
     from bench.report.runs import collapsed_apart, select_runs
 
     if compare or compare_protocols:  # printed in full; every name is checked before anything prints
-        loss_pair = compare and comparisons.two_names("loss", compare)
+        loss_pair = compare and comparisons.two_names("loss", ",".join(loss_names(compare)))
         protocol_pair = compare_protocols and comparisons.two_names("protocol", compare_protocols)
         selected = {name: collapsed_apart(runs, include_collapsed)[0]
-                    for name, runs in select_runs(results_dir, names(dataset), names(pair), names(losses)).items()}
+                    for name, runs in select_runs(results_dir, names(dataset), names(pair), loss_names(losses)).items()}
         printed = [comparisons.compare_losses(selected, *loss_pair)] if loss_pair else []
         printed += [comparisons.compare_protocols(selected, *protocol_pair)] if protocol_pair else []
         for part in printed:
             console().print(part)
         return
-    written = build_report(results_dir, datasets=names(dataset), pairs=names(pair), losses=names(losses),
-                           console=console(), baselines=None if baseline is None else tuple(names(baseline)),
+    written = build_report(results_dir, datasets=names(dataset), pairs=names(pair), losses=loss_names(losses),
+                           console=console(), baselines=None if baseline is None else tuple(loss_names(baseline)),
                            correction=correction, include_collapsed=include_collapsed)
     for page in (path for path in written if path.name == "report.html"):
         typer.echo(f"report: {page}")

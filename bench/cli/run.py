@@ -90,11 +90,13 @@ def run(
         loading=Loading(data_path, workers), quiet=quiet, command=shlex.join(invocation), world=world,
         tracking=Tracking(tensorboard, resolve_wandb_project(wandb_project) if wandb else None),
     )
-    store = execute(plan_run(request))
-    if not world.is_main:
-        return
-    from bench.report import build_report
+    store, refused = execute(plan_run(request))
+    if world.is_main and store.runs_csv.is_file():
+        from bench.report import build_report
 
-    written = build_report(results_dir, datasets=[dataset], console=False if quiet else console())
-    leaderboard = next((p for p in written if p.name == "leaderboard.csv"), store.runs_csv)
-    typer.echo(f"leaderboard: {leaderboard}")
+        written = build_report(results_dir, datasets=[dataset], console=False if quiet else console())
+        leaderboard = next((p for p in written if p.name == "leaderboard.csv"), store.runs_csv)
+        typer.echo(f"leaderboard: {leaderboard}")
+    if refused:
+        raise ConfigError("; ".join(f"loss '{name}' refused on its first batch: {why}" for name, why in refused.items())
+                          + f" (not recorded, every other run was; 'bench losses check {next(iter(refused))}' says more)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -16,6 +17,7 @@ from bench.sweep.status import sweep_status
 from bench.sweep.submit import SlurmOptions, make_executor, read_slurm_config, submit
 from bench.sweep.tune import submit_workers, tune_argv
 from bench.training.tracking import require_wandb, resolve_wandb_project
+from bench.wording import plural
 from registry import ConfigError
 
 SLURM = "Job size (both launchers) and SLURM placement (also from --slurm-config)"
@@ -87,11 +89,14 @@ def sweep(
         typer.echo(f"{cohort.name}: already queued or running, skipped")
 
     def submitted(entry: JobEntry) -> None:
-        typer.echo(f"{entry.cohort.name}: job {entry.job_id} ({len(entry.cohort.run_ids)} run(s) to train)")
+        typer.echo(f"{entry.cohort.name}: job {entry.job_id} ({plural(len(entry.cohort.run_ids), 'run')} to train)")
 
     submit(todo, grid, launcher, executor, book, on_submit=submitted)
-    typer.echo(f"{len(todo)} cohort(s) submitted, {len(finished)} finished, {len(waiting)} already queued; "
-               f"see 'bench sweep --status --results-dir {results_dir}'")
+    submitted_names = {cohort.name for cohort in todo}
+    states = Counter(s.state for s in sweep_status(results_dir) if s.entry.cohort.name in submitted_names)
+    now = f" ({', '.join(f'{n} {state}' for state, n in sorted(states.items()))} now)" if states else ""
+    typer.echo(f"{plural(len(todo), 'cohort')} submitted{now}, {len(finished)} finished before, {len(waiting)} "
+               f"already queued; see 'bench sweep --status --results-dir {results_dir}'")
 
 
 def start_tuning(grid: Grid, trials: int, workers: int, storage: str | None, train_size: int | None, launcher: str,
@@ -123,10 +128,18 @@ def show_status(results_dir: Path) -> None:
     statuses = sweep_status(results_dir)
     if not statuses:
         raise ConfigError(f"no sweep recorded in {JobBook(results_dir).path}; expected the --results-dir of a bench sweep")
-    table = Table("cohort", "state", "job", "runs", "last log line")
-    for s in statuses:
-        table.add_row(s.entry.cohort.name, s.state, s.entry.job_id or "–", str(len(s.entry.cohort.run_ids)), s.last_line)
-    console().print(table)
+    rows = [(s.entry.cohort.name, s.state, s.entry.job_id or "–", str(len(s.entry.cohort.run_ids)), s.last_line)
+            for s in statuses]
+    headers = ("cohort", "state", "job", "runs", "last log line")
+    widths = [max(len(header), *(len(row[i]) for row in rows)) for i, header in enumerate(headers)]
+    out = console()
+    widths[-1] = max(len(headers[-1]), min(widths[-1], out.width - sum(widths[:-1]) - 3 * len(headers) - 1))
+    table = Table()  # one line per cohort at any width: the log line is cut, with an ellipsis, where it must be
+    for header, width in zip(headers, widths):
+        table.add_column(header, no_wrap=True, overflow="ellipsis", width=width)
+    for row in rows:
+        table.add_row(*row)
+    out.print(table)
     counts = {state: sum(s.state == state for s in statuses) for state in ("pending", "running", "finished", "failed")}
     typer.echo(", ".join(f"{n} {state}" for state, n in counts.items()))
 

@@ -73,6 +73,11 @@ class DataRequest:
     root: Path | None = None  # --data-dir; None means the dataset's default location
     download: bool = False  # --download: fetch with torchvision's downloader where one exists
     train_split: str | None = None  # e.g. SVHN "train+extra"; None means the dataset's default
+    cache_dir: Path = Path.home() / ".cache" / "distillbench"  # --cache-dir: downloads go under it, nowhere else
+
+    def default_root(self, name: str) -> Path:
+        """Where dataset ``name`` is looked for without --data-dir, and downloaded to."""
+        return Path(self.cache_dir).expanduser() / "data" / name
 
 
 DatasetLoader = Callable[[DataRequest], LoadedDataset]

@@ -4,7 +4,7 @@ Each pickle holds ``b'data'``, uint8 [N, 3072] with one row per image: the red, 
 32×32 planes in row-major order, which is already CHW. Both datasets fit in memory whole
 (50,000 + 10,000 images), so they are returned as ``ImageTensors`` for the resident path. The
 pickles are read by an unpickler that builds only builtin containers and numpy arrays.
-Default location: ``~/.cache/distillbench/data/<name>``; ``--download`` uses torchvision.
+Default location: ``<--cache-dir>/data/<name>``; ``--download`` uses torchvision.
 """
 
 from __future__ import annotations
@@ -102,8 +102,7 @@ def load_cifar(layout: CifarLayout, request: DataRequest) -> LoadedDataset:
     """Both splits of one CIFAR variant from ``<root>/<folder>``, downloading them if asked to."""
     if request.train_split not in (None, "train"):
         raise ConfigError(f"{layout.info.name} has no train split '{request.train_split}'; expected: train")
-    default_root = Path.home() / ".cache/distillbench/data" / layout.info.name
-    root = Path(request.root).expanduser() if request.root else default_root
+    root = Path(request.root).expanduser() if request.root else request.default_root(layout.info.name)
     folder = root / layout.folder
     files = layout.train_files + layout.test_files
     if not all((folder / name).is_file() for name in files):

@@ -26,7 +26,8 @@ INFO = DatasetInfo(
     mean=(0.2860,), std=(0.3530,),  # training-set statistics
     augment="crop-flip", crop_padding=2,
 )
-HOW_TO_GET = "install it with 'sudo apt install dataset-fashion-mnist', pass --data-dir DIR, or add --download"
+HOW_TO_GET = ("install it with 'apt-get install dataset-fashion-mnist' (as root, or with sudo), pass --data-dir DIR, "
+              "or add --download")
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -72,9 +73,13 @@ def load_fashion_mnist(request: DataRequest) -> LoadedDataset:
     if directory is None and request.download:
         import torchvision
 
-        directory = request.root or Path.home() / ".cache" / "distillbench" / "data" / "fashion-mnist"
-        for train in (True, False):
-            torchvision.datasets.FashionMNIST(str(directory), train=train, download=True)
+        directory = request.root or request.default_root("fashion-mnist")
+        try:
+            for train in (True, False):
+                torchvision.datasets.FashionMNIST(str(directory), train=train, download=True)
+        except (OSError, RuntimeError) as exc:  # no network raises URLError, an OSError
+            raise ConfigError(f"could not download Fashion-MNIST into {directory} ({(str(exc).splitlines() or [''])[0]}); "
+                              f"install it with apt (see README) or pass --data-dir DIR") from None
     if directory is None:
         raise ConfigError(f"Fashion-MNIST not found in {candidates[0]} (expected train/t10k idx files); {HOW_TO_GET}")
     return LoadedDataset(INFO, _read_split(directory, "train"), _read_split(directory, "test"))

@@ -3,7 +3,7 @@
 Each ``<part>_32x32.mat`` holds ``X`` uint8 [32, 32, 3, N] (height, width, channel, image) and
 ``y`` [N, 1] with digits 1-9 as themselves and digit 0 as label 10. The train split is ``train``
 (73,257 images) or ``train+extra`` (604,388); the test split is ``test`` (26,032). No horizontal
-flip: a mirrored digit is a different symbol. Default location: ``~/.cache/distillbench/data/svhn``.
+flip: a mirrored digit is a different symbol. Default location: ``<--cache-dir>/data/svhn``.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def load_svhn(request: DataRequest) -> LoadedDataset:
     if train_parts is None:
         raise ConfigError(f"svhn has no train split '{request.train_split}'; "
                           f"expected one of: {', '.join(TRAIN_SPLITS)}")
-    root = Path(request.root).expanduser() if request.root else Path.home() / ".cache/distillbench/data/svhn"
+    root = Path(request.root).expanduser() if request.root else request.default_root("svhn")
     parts = (*train_parts, "test")
     if not all((root / f"{part}_32x32.mat").is_file() for part in parts):
         if not request.download:

@@ -84,7 +84,7 @@ class Step:
     def command(self) -> str:
         """The command as a person would type it (``bench ...``, ``python -m ...``)."""
         argv = self.argv
-        if argv[:3] == [sys.executable, "-m", "bench.cli"]:
+        if argv[:3] == [sys.executable, "-m", "bench"]:
             argv = ["bench", *argv[3:]]
         return shlex.join(["python" if part == sys.executable else part for part in argv])
 
@@ -146,7 +146,7 @@ def harness_flags(device_type: str, tiny: bool) -> tuple[list[str], dict[str, st
 
 def plan(sizes: Sizes, device: str, out: Path, tiny: bool, flags: list[str], slug: str) -> list[Step]:
     """The steps in the order they run: the most wanted figures first, the slowest to warm up last."""
-    python, bench = [sys.executable], [sys.executable, "-m", "bench.cli"]
+    python, bench = [sys.executable], [sys.executable, "-m", "bench"]
 
     def budget(name: str) -> float:
         return sizes.budgets.get(name, TINY_BUDGET_S)

@@ -109,7 +109,7 @@ def write_dataset_report(
     for path, text in texts.items():
         atomic_write_text(path, text)
     if console is not False:
-        console.print(leaderboard_tables(dataset, shown, about, console))
+        console.print(leaderboard_tables(dataset, shown, caption(runs, list_commands=False), console))
         if collapse_note:
             console.print(collapse_note, markup=False)
     return [csv, markdown, *figures, page]

@@ -15,6 +15,7 @@ import pandas as pd
 from bench.report.keys import COMPARISON
 from bench.report.protocols import ProtocolComparison, agreement_summary
 from bench.report.stats import ALPHA, BETTER, CORRECTIONS, EFFECT, MIN_WILCOXON, POWER, SAME, WORSE, Friedman, study_size
+from bench.wording import plural
 
 MISSING = "–"
 MARKS = {BETTER: "▲", WORSE: "▼", SAME: "n.s."}
@@ -148,7 +149,7 @@ def comparison_notes(shown: pd.DataFrame) -> dict[int, str]:
 def _study_size(rows: pd.DataFrame, baseline: str) -> str:
     seeds = int(rows["n_seeds"].max())
     if seeds < 2:
-        return (f"{seeds} seed{'s' * (seeds != 1)} per loss: no paired test; a Δ is one difference, not a verdict, "
+        return (f"{plural(seeds, 'seed')} per loss: no paired test; a Δ is one difference, not a verdict, "
                 "and no spread is known to size a study (run ≥ 2 seeds).")
     sd_column = f"paired_sd_{baseline}"
     if sd_column not in rows or rows[sd_column].isna().all():
@@ -180,7 +181,7 @@ def summary_lines(shown: pd.DataFrame) -> list[str]:
         if not usable.empty:
             top = usable.sort_values("rank", kind="stable").iloc[0]
             seeds = int(top["n_seeds"])
-            parts.append(f"best {top['label']} at {top['selected_top1_mean']:.2f}% ({seeds} seed{'s' * (seeds != 1)}, "
+            parts.append(f"best {top['label']} at {top['selected_top1_mean']:.2f}% ({plural(seeds, 'seed')}, "
                          f"{number(top['s_per_epoch'])} s/epoch).")
         for baseline in baselines(rows):
             tested = rows[f"family_{baseline}"].max()
@@ -241,13 +242,16 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "", text.replace(", ", "_").replace(" ", ""))
 
 
-def caption(runs: pd.DataFrame) -> str:
-    """Which command(s), device(s) and library versions produced these runs."""
-    commands = "; ".join(f"`{command}`" for command in _distinct(runs["command"]))
+def caption(runs: pd.DataFrame, list_commands: bool = True) -> str:
+    """Which command(s), device(s) and library versions produced these runs; without ``list_commands``
+    only how many commands (the terminal's footer: leaderboard.md lists them)."""
+    commands = _distinct(runs["command"])
+    said = "; ".join(f"`{command}`" for command in commands) if list_commands else \
+        (f"`{commands[0]}`" if len(commands) == 1 else f"{len(commands)} commands (listed in leaderboard.md)")
     libraries = ", ".join(
         f"{name} {'/'.join(_distinct(runs[f'{name}_version']))}" for name in ("torch", "timm", "distillbench")
     )
-    return f"{len(runs)} runs from {commands} on {', '.join(_distinct(runs['device']))} ({libraries})."
+    return f"{plural(len(runs), 'run')} from {said} on {', '.join(_distinct(runs['device']))} ({libraries})."
 
 
 def number(value: float) -> str:
@@ -291,7 +295,7 @@ def collapse_line(collapsed: pd.DataFrame) -> str | None:
     if collapsed.empty:
         return None
     counts = collapsed.groupby(["loss", "pair", "protocol", "strong_view"], sort=True)["seed"].nunique()
-    named = [f"{loss} ({pair}, {protocol}{', strong view' if strong else ''}: {seeds} seed{'s' * (seeds != 1)})"
+    named = [f"{loss} ({pair}, {protocol}{', strong view' if strong else ''}: {plural(seeds, 'seed')})"
              for (loss, pair, protocol, strong), seeds in counts.items()]
     return ("Collapsed (at chance or one class predicted; left out of every mean, test, rank and τ, "
             f"bench report --include-collapsed keeps them): {'; '.join(named)}.")

@@ -32,7 +32,6 @@ COST = ("s/epoch: the student's own step time per epoch (its forward, loss, back
         "teacher forward and any preparation before training are not in it); a loss that trains in stages within "
         "its steps (ab's connector initialisation) carries that stage in it")
 VERDICT_COLOURS = {BETTER: "tab:green", WORSE: "tab:red", SAME: "0.6", NO_TEST: "0.85"}
-MAX_LEGEND_ROWS = 14
 
 
 def write_plots(plot_dir: Path, shown: pd.DataFrame, runs: pd.DataFrame, across_pairs: list[Friedman] = (),
@@ -202,10 +201,14 @@ def accuracy_bars(rows: pd.DataFrame, title: str, baseline: str) -> Figure:
     return fig
 
 
+LEGEND_ROWS = 20  # entries per legend column of the training curves
+
+
 def training_curves(rows: pd.DataFrame, runs: pd.DataFrame, title: str, colours: dict[str, tuple]) -> Figure:
     """Test top-1 per epoch: mean over the finished seeds with a min–max band; diverged runs dotted."""
-    columns = math.ceil(len(rows) / MAX_LEGEND_ROWS)
-    fig = Figure(figsize=(7.0 + 2.6 * columns, 5.0), layout="constrained")
+    columns = math.ceil(len(rows) / LEGEND_ROWS)  # a legend taller than the figure would collapse the axes
+    fig = Figure(figsize=(8.5 + 2.5 * (columns - 1), max(5.0, 1.5 + 0.2 * min(len(rows), LEGEND_ROWS))),
+                 layout="constrained")
     ax = fig.add_subplot()
     for label in rows["label"]:
         own = runs[runs["label"] == label]
@@ -233,7 +236,7 @@ def training_curves(rows: pd.DataFrame, runs: pd.DataFrame, title: str, colours:
     ax.set_title(f"{title}\ntraining curves: mean over seeds, band = min–max")
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:  # every run of the comparison may have collapsed or diverged
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="x-small", ncols=columns)
+        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small", ncols=columns)
     return fig
 
 

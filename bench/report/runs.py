@@ -20,7 +20,10 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from bench.collapse import collapse_reason_of_older_row
+from bench.aside import set_aside
+from bench.notices import warn
 from bench.results import read_runs
+from bench.wording import plural
 from registry import ConfigError
 
 RUNS_FILE = "runs.csv"
@@ -45,6 +48,10 @@ def load_runs(path: Path) -> pd.DataFrame:
     """One row per run; a config run twice keeps only its latest row (same run_id)."""
     stored = read_runs(path)  # validated: a damaged row is named with its line and left out
     stored.warn_damage()
+    kept = set_aside(path.parent)
+    if kept:
+        warn(f"{path.parent} keeps {plural(len(kept), 'damaged copy', 'damaged copies')} set aside, to recover "
+             f"rows from by hand: {', '.join(p.name for p in kept)}")
     runs = stored.table
     missing = [column for column in USED_COLUMNS if column not in runs.columns]
     if missing:

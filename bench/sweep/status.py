@@ -2,7 +2,7 @@
 
 Finished is what the results store says (every run of the cohort recorded); otherwise the job's
 files and its scheduler tell: no job yet or queued -> pending; alive -> running; ended without
-recording its runs -> failed, shown with the last line its log holds.
+recording its runs -> failed. Every cohort with a job is shown with the last line its log holds.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ ALIVE = {"RUNNING", "COMPLETING", "SIGNALING", "STAGE_OUT"}
 class CohortStatus:
     entry: JobEntry
     state: str  # pending, running, finished, failed
-    last_line: str = ""  # the job log's last line (running and failed cohorts)
+    last_line: str = ""  # the last line of the job's log (of its progress, else of its output)
 
 
 def sweep_status(results_dir: Path) -> list[CohortStatus]:
@@ -43,12 +43,12 @@ def sweep_status(results_dir: Path) -> list[CohortStatus]:
 
 
 def cohort_status(entry: JobEntry, recorded: set[str], logs: Path) -> CohortStatus:
-    if set(entry.cohort.run_ids) <= recorded:
-        return CohortStatus(entry, "finished")
     if entry.job_id is None:
-        return CohortStatus(entry, "pending")
+        return CohortStatus(entry, "finished" if set(entry.cohort.run_ids) <= recorded else "pending")
     paths = JobPaths(logs, entry.job_id, task_id=0)
-    last = last_line(paths.stderr)
+    last = last_line(paths.stderr) or last_line(paths.stdout)
+    if set(entry.cohort.run_ids) <= recorded:
+        return CohortStatus(entry, "finished", last)
     if paths.result_pickle.exists():  # the job ended (an exception, or bench run's non-zero exit) without the runs
         return CohortStatus(entry, "failed", last or _outcome(paths.result_pickle))
     state = _scheduler_state(entry, logs)

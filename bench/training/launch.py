@@ -22,5 +22,5 @@ def without_option(args: list[str], option: str) -> list[str]:
 def relaunch_under_torchrun(nproc: int, args: list[str]) -> int:
     """Run ``bench <args>`` (less ``--nproc``) as ``torchrun --standalone --nproc-per-node N``; its exit code."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-               "-m", "bench.cli", *without_option(args, "--nproc")]
+               "-m", "bench", *without_option(args, "--nproc")]
     return subprocess.run(command).returncode

@@ -41,7 +41,7 @@ def run(command: list) -> subprocess.CompletedProcess:
 
 
 def torchrun(*args) -> subprocess.CompletedProcess:
-    command = [*TORCHRUN, "-m", "bench.cli", *map(str, args)]
+    command = [*TORCHRUN, "-m", "bench", *map(str, args)]
     return subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
                           timeout=300)
 

@@ -111,3 +111,28 @@ def test_the_pareto_front_is_what_no_other_point_beats():
     beaten = [any(cost[j] <= cost[i] and accuracy[j] >= accuracy[i] and (cost[j], accuracy[j]) != (cost[i], accuracy[i])
                   for j in range(len(cost))) for i in range(len(cost))]
     assert pareto_front(cost, accuracy).tolist() == [not b for b in beaten] == [True, True, False, True, False]
+
+
+def test_a_leaderboard_of_forty_losses_draws_its_figures_without_layout_warnings(run_row, write_runs):
+    """A legend of 41 entries beside the training curves once collapsed their axes (matplotlib then warns
+    "constrained_layout not applied" on every report)."""
+    import warnings
+
+    root = write_runs([run_row(f"loss-{i}", seed, 60.0 + i * 0.1 + seed) for i in range(41) for seed in (0, 1)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        build_report(root, console=False)
+
+
+def test_piped_leaderboard_fits_100_columns_with_a_short_footer(run_row, write_runs, cli, monkeypatch):
+    """Runs from four commands (a sweep's cohorts): the terminal's footer counts them, leaderboard.md lists them."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    rows = [{**run_row(loss, seed, 70.0 + seed + (loss == "kd")), "command": f"bench run --seeds {seed} --losses {loss}"}
+            for loss in ("vanilla", "kd") for seed in (0, 1)]
+    root = write_runs(rows)
+    result = cli("report", "--results-dir", root)
+    assert result.code == 0, result.err
+    assert max(map(len, result.out.splitlines())) <= 100
+    printed = " ".join(result.out.split())
+    assert "4 runs from 4 commands (listed in leaderboard.md)" in printed and "--seeds 1" not in printed
+    assert all(row["command"] in (root / "toy" / "leaderboard.md").read_text() for row in rows)

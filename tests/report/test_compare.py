@@ -25,6 +25,12 @@ def results(run_row, write_runs):
     return write_runs(rows)
 
 
+@pytest.fixture(autouse=True)
+def wide(monkeypatch):
+    """Printed sentences on one line each, to be found whole (piped output wraps at 100 columns otherwise)."""
+    monkeypatch.setenv("COLUMNS", "250")
+
+
 def report(results, *options: str) -> int:
     return main(["report", "--results-dir", str(results), *options])
 
@@ -45,6 +51,15 @@ def test_compare_prints_every_seed_and_the_test(results, capsys):
     assert f"Δ = +2.00, 95% CI [{mean - half:+.2f}, {mean + half:+.2f}], paired t-test p = {p:.3g}" in out
     assert "Wilcoxon needs ≥ 6 seeds (n = 3 shared seeds" in out
     assert "34 seeds (" in out and "would resolve Δ = 0.5" in out  # sd of the differences is 1
+
+
+def test_the_aliases_bench_run_accepts_name_their_losses(results, capsys):
+    """``kl`` is what ``bench run --losses kl`` records as ``kd``: --compare, --losses and --baseline read it so."""
+    by_name = report(results, "--compare", "kd,vanilla", "--pair", "resnet32x4-resnet8x4"), capsys.readouterr().out
+    by_alias = report(results, "--compare", "kl,vanilla", "--pair", "resnet32x4-resnet8x4"), capsys.readouterr().out
+    assert by_alias == by_name and by_name[0] == 0
+    assert report(results, "--losses", "kl,vanilla", "--baseline", "kl") == 0
+    assert "no results for" not in capsys.readouterr().err
 
 
 def test_compare_counts_diverged_and_refuses_a_test_on_one_seed(results, capsys):

@@ -34,6 +34,7 @@ def sweep_args(tmp_path: Path, *extra) -> list:
 def test_a_local_sweep_trains_each_cohort_once_and_a_rerun_skips_them(tmp_path, cli):
     done = cli(*sweep_args(tmp_path, "--losses", "kd,vanilla", "--seeds", "0,1"))
     assert done.code == 0, done.err
+    assert done.out.splitlines()[-1].startswith("2 cohorts submitted (2 finished now), 0 finished before, 0 already")
     book = JobBook(tmp_path / "results")
     entries = book.entries()
     assert [(e.cohort.pair, e.cohort.seed, e.launcher) for e in entries] == [(PAIR, 0, "local"), (PAIR, 1, "local")]
@@ -43,11 +44,14 @@ def test_a_local_sweep_trains_each_cohort_once_and_a_rerun_skips_them(tmp_path, 
 
     logs = sorted(p.name for p in book.logs.iterdir())
     again = cli(*sweep_args(tmp_path, "--losses", "kd,vanilla", "--seeds", "0,1"))
-    assert again.code == 0 and again.out.count("finished, skipped") == 2 and "0 cohort(s) submitted" in again.out
+    assert again.code == 0 and again.out.count("finished, skipped") == 2 and again.out.splitlines()[-1].startswith(
+        "0 cohorts submitted, 2 finished before")
     assert sorted(p.name for p in book.logs.iterdir()) == logs  # no job started
 
     status = cli("sweep", "--status", "--results-dir", tmp_path / "results")
     assert status.code == 0 and status.out.count(" finished ") == 2 and "0 pending, 0 running, 2 finished, 0 failed" in status.out
+    rows = [line.split("│") for line in status.out.splitlines() if PAIR in line]
+    assert len(rows) == 2 and all("students trained" in row[-2] for row in rows), status.out  # each job's last line
 
 
 def test_status_shows_pending_running_and_failed_with_the_logs_last_line(tmp_path, cli):
