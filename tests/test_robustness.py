@@ -221,7 +221,8 @@ def clash(monkeypatch):
     monkeypatch.setattr(metadata, "entry_points", lambda group: [plugin] if group == GROUP else [])
 
 
-def test_a_plugin_taking_a_builtin_name_is_shown_and_only_that_name_refused(clash, cli, tmp_path):
+def test_a_plugin_taking_a_builtin_name_is_shown_and_only_that_name_refused(clash, cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # one table row per loss, not cells wrapped at 100 columns
     listing = cli("losses", "list")
     assert listing.code == 0, listing.err
     row = next(line for line in listing.out.splitlines() if [c.strip() for c in line.split("│")[1:2]] == ["kd"])

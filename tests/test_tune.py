@@ -100,7 +100,7 @@ def test_a_killed_search_resumes_to_the_same_trials(cli, searched, teacher_cache
 def test_two_workers_on_one_storage_never_train_a_trial_twice(teacher_cache, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     cache = without_students(teacher_cache, tmp_path / "cache")
-    args = [sys.executable, "-m", "bench.cli", *map(str, tune_args(tmp_path, cache, trials=3))]
+    args = [sys.executable, "-m", "bench", *map(str, tune_args(tmp_path, cache, trials=3))]
     workers = [subprocess.Popen(args, env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     for worker in workers:
         assert worker.wait(timeout=1800) == 0, worker.stderr.read()

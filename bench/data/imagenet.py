@@ -83,7 +83,7 @@ def _folder_splits(root: Path) -> tuple[Dataset, Dataset]:
 def load_imagenet(request: DataRequest) -> LoadedDataset:
     if request.train_split not in (None, "train"):
         raise ConfigError(f"imagenet has no train split '{request.train_split}'; expected: train")
-    root = Path(request.root).expanduser() if request.root else Path.home() / ".cache/distillbench/data/imagenet"
+    root = Path(request.root).expanduser() if request.root else request.default_root("imagenet")
     train, test = _archive_splits(root) if _has_archive_layout(root) else _folder_splits(root)
     if train.classes != test.classes:
         raise ConfigError(f"ImageNet train and val in {root} have different classes "

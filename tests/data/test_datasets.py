@@ -293,9 +293,9 @@ def test_imagenet_corrupt_archives_are_one_line_error(tmp_path):
 # -- shared behaviour ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["cifar10", "cifar100", "svhn", "imagenet"])
-def test_missing_data_is_one_line_error_at_default_location(tmp_path, monkeypatch, name):
-    monkeypatch.setenv("HOME", str(tmp_path))
-    one_line_error(name, DataRequest(), f"{tmp_path}/.cache/distillbench/data/{name}", "--data-dir")
+def test_missing_data_is_one_line_error_at_default_location(tmp_path, name):
+    """Without --data-dir a dataset is looked for (and downloaded to) under --cache-dir alone."""
+    one_line_error(name, DataRequest(cache_dir=tmp_path / "cache"), f"{tmp_path}/cache/data/{name}", "--data-dir")
 
 
 @pytest.mark.parametrize("name", ["cifar10", "cifar100", "imagenet"])

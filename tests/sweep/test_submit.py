@@ -31,7 +31,8 @@ def sweep_args(tmp_path: Path, *extra) -> list:
             "--cache-dir", tmp_path / "cache", "--device", "cpu", "--epochs", "1", "--teacher-seed", "0", *extra]
 
 
-def test_a_local_sweep_trains_each_cohort_once_and_a_rerun_skips_them(tmp_path, cli):
+def test_a_local_sweep_trains_each_cohort_once_and_a_rerun_skips_them(tmp_path, cli, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # the status table's cells on one line each, however long a log line
     done = cli(*sweep_args(tmp_path, "--losses", "kd,vanilla", "--seeds", "0,1"))
     assert done.code == 0, done.err
     assert done.out.splitlines()[-1].startswith("2 cohorts submitted (2 finished now), 0 finished before, 0 already")
@@ -54,8 +55,9 @@ def test_a_local_sweep_trains_each_cohort_once_and_a_rerun_skips_them(tmp_path, 
     assert len(rows) == 2 and all("students trained" in row[-2] for row in rows), status.out  # each job's last line
 
 
-def test_status_shows_pending_running_and_failed_with_the_logs_last_line(tmp_path, cli):
+def test_status_shows_pending_running_and_failed_with_the_logs_last_line(tmp_path, cli, monkeypatch):
     """A job that failed (bench run refused its input), one still running, one not yet submitted."""
+    monkeypatch.setenv("COLUMNS", "200")  # the status table's cells on one line each, however long a log line
     results = tmp_path / "results"
     book = JobBook(results)
     executor = submitit.AutoExecutor(folder=book.logs, cluster="local")
