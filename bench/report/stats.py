@@ -94,11 +94,20 @@ SCANNED_SEEDS = 100
 def seeds_needed(sd: float, alpha: float = ALPHA) -> float:
     """Seeds for a two-sided paired t-test at ``alpha`` to detect a mean Δ of EFFECT with POWER, given ``sd``."""
     effect_size = EFFECT / sd
-    power = TTestPower()
     for seeds in range(2, SCANNED_SEEDS + 1):  # counted up where it is small: the root finder can miss there
-        if power.power(effect_size, nobs=seeds, alpha=alpha) >= POWER:
+        if paired_t_power(effect_size, seeds, alpha) >= POWER:
             return float(seeds)
-    return float(math.ceil(power.solve_power(effect_size=effect_size, alpha=alpha, power=POWER)))
+    return float(math.ceil(TTestPower().solve_power(effect_size=effect_size, alpha=alpha, power=POWER)))
+
+
+def paired_t_power(effect_size: float, seeds: int, alpha: float) -> float:
+    """Power of the two-sided paired t-test, from scipy's noncentral t. Its lower tail (rejecting in the wrong
+    direction, below alpha / 2) underflows to NaN at small alpha and large effects, which once made
+    statsmodels' TTestPower return NaN and the count skip past the seeds that suffice: it counts as 0."""
+    df, noncentrality = seeds - 1, effect_size * math.sqrt(seeds)
+    critical = stats.t.ppf(1 - alpha / 2, df)
+    wrong_way = stats.nct.cdf(-critical, df, noncentrality)
+    return float(stats.nct.sf(critical, df, noncentrality) + (0.0 if math.isnan(wrong_way) else wrong_way))
 
 
 def sd_interval(sd: float, n: int) -> tuple[float, float]:

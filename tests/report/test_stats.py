@@ -223,3 +223,12 @@ def test_seeds_needed_note_pools_the_paired_spread(board):
 def test_a_tiny_paired_spread_needs_few_seeds_not_a_failed_solve():
     """At SD 0.01 statsmodels' root finder returns NaN (it starts at 10 seeds); the count is scanned there."""
     assert seeds_needed(0.01) in (2.0, 3.0)
+
+
+def test_seeds_needed_never_rises_as_the_spread_shrinks_at_a_corrected_level():
+    """At α / 43 statsmodels' power is NaN for large effects at 6-13 seeds; counting past those once gave
+    a smaller SD more seeds (13 at SD 0.34, 15 at its lower 95% bound)."""
+    sds = np.linspace(0.1, 1.0, 46)
+    needed = [seeds_needed(sd, 0.05 / 43) for sd in sds]
+    assert all(a <= b for a, b in zip(needed, needed[1:])), needed
+    assert seeds_needed(0.177, 0.05 / 43) <= seeds_needed(0.34, 0.05 / 43)
