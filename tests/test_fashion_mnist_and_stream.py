@@ -76,8 +76,6 @@ def test_test_stream_covers_every_example_once_without_augmentation():
 
 
 def test_a_failed_download_is_one_line_and_writes_only_under_the_cache_dir(tmp_path, monkeypatch, cli):
-    import urllib.error
-
     import torchvision
 
     import bench.data.fashion_mnist as fashion_mnist

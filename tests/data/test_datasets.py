@@ -13,7 +13,7 @@ import torch
 import torchvision
 from PIL import Image
 
-from helpers import COLOURS, IMAGES_PER_FILE, WNIDS, cifar_rows, write_cifar, write_class_folders, write_svhn
+from helpers import COLOURS, IMAGES_PER_FILE, WNIDS, write_cifar, write_class_folders, write_svhn
 
 from bench.data import cifar, imagenet, svhn  # noqa: F401  (registers the loaders)
 from bench.data.base import DataRequest, load_dataset
