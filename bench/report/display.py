@@ -15,7 +15,7 @@ import pandas as pd
 from bench.report.keys import COMPARISON
 from bench.report.protocols import ProtocolComparison, agreement_summary
 from bench.report.stats import ALPHA, BETTER, CORRECTIONS, EFFECT, MIN_WILCOXON, POWER, SAME, WORSE, Friedman, study_size
-from bench.wording import plural
+from bench.console.wording import plural
 
 MISSING = "–"
 MARKS = {BETTER: "▲", WORSE: "▼", SAME: "n.s."}

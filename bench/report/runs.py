@@ -19,11 +19,11 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from bench.collapse import collapse_reason_of_older_row
-from bench.aside import set_aside
-from bench.notices import warn
-from bench.results import read_runs
-from bench.wording import plural
+from bench.store.collapse import collapse_reason_of_older_row
+from bench.store.aside import set_aside
+from bench.console.notices import warn
+from bench.store.results import read_runs
+from bench.console.wording import plural
 from registry import ConfigError
 
 RUNS_FILE = "runs.csv"

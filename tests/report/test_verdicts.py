@@ -19,7 +19,7 @@ from bench.report.aggregate import leaderboard
 from bench.report.display import cells, labelled, summary_lines
 from bench.report.protocols import protocol_comparisons
 from bench.report.runs import load_runs
-from bench.teacher import weights_fingerprint
+from bench.training.teacher import weights_fingerprint
 
 VANILLA = [70.0, 71.0, 72.0]
 # eight losses with small, steady gains over vanilla: each alone is significant, Holm over all eight is not
