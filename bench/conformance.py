@@ -37,10 +37,10 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 import torch
 from torch import Tensor
 
-from bench.cohort import visible
-from bench.config import TrainSettings, hyperparameters, resolve_loss
+from bench.training.cohort import visible
+from bench.recipes.resolve import TrainSettings, hyperparameters, resolve_loss
 from bench.data.base import DatasetInfo
-from bench.models import Network, create_network, gives_preact, probe_shapes
+from bench.models.network import Network, create_network, gives_preact, probe_shapes
 from losses import LOSSES, Batch, DistillLoss, LossContext, ModelShapes, Need, Outputs, Preparation, total
 from losses.base import MODEL_NEEDS
 from losses.contract import LossContractError, finite_problem, gradient_problem, named_terms, named_tensors

@@ -11,7 +11,7 @@ import pandas as pd
 import scipy.io
 from PIL import Image
 
-import bench.runner
+import bench.run.runner
 from bench.data import cifar
 
 
@@ -23,7 +23,7 @@ def synthetic_run(tmp: Path, cache: Path, *extra: str) -> list[str]:
 def interrupt_after_first_epoch(monkeypatch, students: int) -> Callable[[], None]:
     """Make ``bench run`` stop (as on Ctrl-C) once each of ``students`` has checkpointed its first epoch;
     returns the function that lets runs finish again."""
-    original_save = bench.runner.checkpoint.save
+    original_save = bench.run.runner.checkpoint.save
     saves = []
 
     def save_then_interrupt(state, path):
@@ -33,8 +33,8 @@ def interrupt_after_first_epoch(monkeypatch, students: int) -> Callable[[], None
             if len(saves) == students:
                 raise KeyboardInterrupt
 
-    monkeypatch.setattr(bench.runner.checkpoint, "save", save_then_interrupt)
-    return lambda: monkeypatch.setattr(bench.runner.checkpoint, "save", original_save)
+    monkeypatch.setattr(bench.run.runner.checkpoint, "save", save_then_interrupt)
+    return lambda: monkeypatch.setattr(bench.run.runner.checkpoint, "save", original_save)
 
 
 class FixedStream:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.cohort import Acceleration, cohort_step, new_student
-from bench.config import TrainSettings, resolve_loss
+from bench.training.cohort import Acceleration, cohort_step, new_student
+from bench.recipes.resolve import TrainSettings, resolve_loss
 from bench.data.base import DatasetInfo
-from bench.models import create_network, probe_shapes
-from bench.streams import StudentStreams
+from bench.models.network import create_network, probe_shapes
+from bench.training.streams import StudentStreams
 from helpers import synthetic_run
 from losses import LOSSES, LossContext
 from losses.base import MODEL_NEEDS

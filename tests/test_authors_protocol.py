@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-import bench.runner
-from bench.config import Pair, dataset_recipe, loss_schedule, pair_loss_settings, resolve_loss, resolve_train
+import bench.run.runner
+from bench.recipes.resolve import Pair, dataset_recipe, loss_schedule, pair_loss_settings, resolve_loss, resolve_train
 from helpers import read_runs, synthetic_run
 
 
@@ -79,10 +79,10 @@ def test_authors_protocol_end_to_end_on_a_synthetic_stand_in(tmp_path, teacher_c
     recipe["protocols"]["authors"] = {"epochs": 1, "milestones": [],
                                       "losses": {"reviewkd": {"batch_size": 48, "lr": 0.1, "nesterov": True},
                                                  "mlkd": {"epochs": 2}}}
-    monkeypatch.setattr(bench.runner, "dataset_recipe", lambda name: recipe)
+    monkeypatch.setattr(bench.run.runner, "dataset_recipe", lambda name: recipe)
     cohorts = []
-    train_cohort = bench.runner.train_cohort
-    monkeypatch.setattr(bench.runner, "train_cohort", lambda students, *a, **k: (
+    train_cohort = bench.run.runner.train_cohort
+    monkeypatch.setattr(bench.run.runner, "train_cohort", lambda students, *a, **k: (
         cohorts.append(sorted(s.name for s in students)), train_cohort(students, *a, **k)))
     assert cli(*synthetic_run(tmp_path, teacher_cache, "--losses", "kd,reviewkd,mlkd", "--protocol", "authors")).code == 0
     runs = read_runs(tmp_path / "results").set_index("loss")

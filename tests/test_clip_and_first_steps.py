@@ -10,10 +10,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.cohort import FIRST_STEPS, Acceleration, new_student
-from bench.config import TrainSettings, resolve_loss
+from bench.training.cohort import FIRST_STEPS, Acceleration, new_student
+from bench.recipes.resolve import TrainSettings, resolve_loss
 from bench.data.base import DatasetInfo
-from bench.models import create_network, probe_shapes
+from bench.models.network import create_network, probe_shapes
 from helpers import read_runs, synthetic_run
 from losses import LOSSES, LossContext, Outputs
 

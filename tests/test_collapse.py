@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from bench.cohort import Acceleration, evaluate
-from bench.collapse import collapse_reason, collapse_reason_of_older_row
+from bench.training.cohort import Acceleration, evaluate
+from bench.store.collapse import collapse_reason, collapse_reason_of_older_row
 from helpers import FixedStream, read_runs, synthetic_run
 
 CLASSES = 10

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import bench.runner
+import bench.run.runner
 from bench.cli import main
 from helpers import read_runs, synthetic_run
 from losses import LOSSES, DistillLoss, Need, Outputs
@@ -61,7 +61,7 @@ def test_a_broken_loss_is_refused_in_one_line_and_the_cohort_is_kept(bad, why, p
                                                                       capsys, monkeypatch):
     alone, cohort = tmp_path / "alone", tmp_path / "cohort"
     with monkeypatch.context() as untried:  # the reference: the good losses trained without any first-batch try
-        untried.setattr(bench.runner, "refuse_broken_losses", lambda *args: None)
+        untried.setattr(bench.run.runner, "refuse_broken_losses", lambda *args: None)
         assert main(synthetic_run(alone, teacher_cache, "--losses", "vanilla,kd", "--epochs", "1")) == 0
     cache = tmp_path / "cache"  # the same teacher, no student checkpoint to resume from
     shutil.copytree(teacher_cache / "teachers", cache / "teachers")

@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 import torch
 
-from bench.cohort import Acceleration, Scores, Student, cohort_step, new_student
-from bench.config import TrainSettings, resolve_loss
+from bench.training.cohort import Acceleration, Scores, Student, cohort_step, new_student
+from bench.recipes.resolve import TrainSettings, resolve_loss
 from bench.data.base import DatasetInfo
-from bench.models import create_network, probe_shapes
-from bench.streams import StudentStreams
+from bench.models.network import create_network, probe_shapes
+from bench.training.streams import StudentStreams
 from bench.training.fuse import FusedStudents, fused
 from helpers import interrupt_after_first_epoch, read_runs, synthetic_run
 from losses import LOSSES, LossContext
@@ -172,7 +172,7 @@ def test_a_diverging_student_diverges_alone():
 
 
 def test_fuse_refuses_several_processes():
-    from bench.runner import RunRequest, plan_run
+    from bench.run.runner import RunRequest, plan_run
     from bench.training.distributed import World
     from registry import ConfigError
 

@@ -7,8 +7,8 @@ import json
 import pandas as pd
 import pytest
 
-import bench.runner
-from bench.results import COLUMNS
+import bench.run.runner
+from bench.store.results import COLUMNS
 from helpers import interrupt_after_first_epoch, read_runs, synthetic_run
 
 LOSSES = "vanilla,kd,fitnet"
@@ -58,7 +58,7 @@ def test_sequential_gives_the_same_numbers_as_the_cohort(cohort_run, tmp_path, t
 
 def test_rerun_skips_finished_runs(cohort_run, teacher_cache, cli, monkeypatch):
     before = (cohort_run / "results" / "synthetic" / "runs.csv").read_text()
-    monkeypatch.setattr(bench.runner, "train_cohort", lambda *a, **k: pytest.fail("finished work retrained"))
+    monkeypatch.setattr(bench.run.runner, "train_cohort", lambda *a, **k: pytest.fail("finished work retrained"))
     result = cli(*synthetic_run(cohort_run, teacher_cache, "--losses", LOSSES, "--seeds", "0,1"))
     assert result.code == 0
     assert (cohort_run / "results" / "synthetic" / "runs.csv").read_text() == before

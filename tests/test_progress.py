@@ -6,13 +6,13 @@ import io
 
 from rich.console import Console
 
-import bench.progress
-from bench.progress import Reporter
+import bench.console.progress
+from bench.console.progress import Reporter
 
 
 def logged_lines(monkeypatch, batches: int, seconds_per_batch: float, quiet: bool = False) -> list[str]:
     now = [0.0]
-    monkeypatch.setattr(bench.progress.time, "perf_counter", lambda: now[0])
+    monkeypatch.setattr(bench.console.progress.time, "perf_counter", lambda: now[0])
     sink = io.StringIO()
     reporter = Reporter(quiet, Console(file=sink, width=200))
     with reporter.epoch("epoch 1/2 · kd", batches) as bar:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.config import (
+from bench.recipes.resolve import (
     Pair, dataset_recipe, loss_schedule, pair_catalog, pair_loss_settings, resolve_loss, resolve_train,
 )
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
-from bench.reproduce import StoredRun, changed_settings, rerun_arguments
+from bench.run.reproduce import StoredRun, changed_settings, rerun_arguments
 from helpers import read_runs, synthetic_run
 
 LOSSES = "vanilla,kd"

@@ -16,11 +16,11 @@ import pandas as pd
 import pytest
 import torch
 
-from bench import checkpoint
+from bench.store import checkpoint
 from bench.data import cifar
 from bench.data.base import DataRequest
-from bench.runner import RunRequest, plan_run
-from bench.results import ResultsStore
+from bench.run.runner import RunRequest, plan_run
+from bench.store.results import ResultsStore
 from helpers import read_runs, synthetic_run, write_cifar
 from losses import LOSSES
 from losses.kd import KD
@@ -185,7 +185,7 @@ def test_a_damaged_partial_teacher_is_set_aside_and_training_starts_over(finishe
     request = RunRequest(dataset="synthetic", losses="vanilla", epochs=1, device="cpu",
                          results_dir=tmp_path / "results", cache_dir=tmp_path / "cache")
     plan = plan_run(request)
-    from bench.config import content_hash
+    from bench.recipes.resolve import content_hash
 
     key = content_hash({"recipe": plan.teacher.source.partition(":")[2], "seed": 0})
     partial = tmp_path / "cache" / "teachers" / f"{key}.partial.pt"
@@ -269,12 +269,12 @@ def test_piped_leaderboard_is_not_wrapped_at_80_columns(tmp_path, cli):
 def test_a_run_found_finished_in_the_cache_names_where_it_was_trained(tmp_path, monkeypatch, cli):
     """A shared cache holds a run trained elsewhere (another machine, another process count): the row that
     records it later says where its epochs, and so its timings, were trained, not where it was found."""
-    import bench.runner
+    import bench.run.runner
 
     cache = tmp_path / "cache"
-    monkeypatch.setattr(bench.runner, "_device", lambda plan, batch_size: "2 x machine A (16 per process)")
+    monkeypatch.setattr(bench.run.runner, "_device", lambda plan, batch_size: "2 x machine A (16 per process)")
     assert cli(*synthetic_run(tmp_path / "first", cache, *FAST)).code == 0
-    monkeypatch.setattr(bench.runner, "_device", lambda plan, batch_size: "machine B")
+    monkeypatch.setattr(bench.run.runner, "_device", lambda plan, batch_size: "machine B")
     found = cli(*synthetic_run(tmp_path / "second", cache, *FAST[:2], "--epochs", "1", "--verbose")[:-1]) \
         if False else cli("run", "--dataset", "synthetic", "--results-dir", tmp_path / "second" / "results",
                           "--cache-dir", cache, "--device", "cpu", *FAST)

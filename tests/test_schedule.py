@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from bench.config import TrainSettings
+from bench.recipes.resolve import TrainSettings
 from bench.training.schedule import Schedule
 from registry import ConfigError
 

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from bench.config import RECIPES, dataset_recipe, hyperparameters, resolve_loss
-from bench.settings import Interval, declarations
+from bench.recipes.resolve import RECIPES, dataset_recipe, hyperparameters, resolve_loss
+from bench.recipes.settings import Interval, declarations
 from helpers import synthetic_run
 from losses import LOSSES
 from registry import ConfigError

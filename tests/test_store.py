@@ -9,9 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench.aside import copy_aside, set_aside
+from bench.store.aside import copy_aside, set_aside
 from bench.report import build
-from bench.results import COLUMNS, VALIDATION, ResultsStore
+from bench.store.results import COLUMNS, VALIDATION, ResultsStore
 from registry import ConfigError
 
 WRITERS, APPENDS = 4, 15

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from bench.config import dataset_recipe, resolve_train
-from bench.runner import RunRequest, _teacher_seed
-from bench.teacher import TeacherPlan
+from bench.recipes.resolve import dataset_recipe, resolve_train
+from bench.run.runner import RunRequest, _teacher_seed
+from bench.training.teacher import TeacherPlan
 from registry import ConfigError
 from helpers import read_runs, synthetic_run
 

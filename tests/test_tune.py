@@ -14,7 +14,7 @@ import optuna
 import pandas as pd
 import pytest
 
-import bench.runner
+import bench.run.runner
 from bench.data.synthetic import INFO
 from bench.tune.search import objective
 
@@ -79,7 +79,7 @@ def test_trial_0_is_the_recipe_and_the_overlay_holds_the_best(searched):
 
 def test_a_killed_search_resumes_to_the_same_trials(cli, searched, teacher_cache, tmp_path, monkeypatch):
     cache = without_students(teacher_cache, tmp_path / "cache")
-    original, saves = bench.runner.checkpoint.save, []
+    original, saves = bench.run.runner.checkpoint.save, []
 
     def save_then_stop(state, path):  # stop in round 1, once its first student's epoch is saved
         original(state, path)
@@ -87,12 +87,12 @@ def test_a_killed_search_resumes_to_the_same_trials(cli, searched, teacher_cache
         if len(saves) == 3:  # round 0: 2 students x 1 epoch
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(bench.runner.checkpoint, "save", save_then_stop)
+    monkeypatch.setattr(bench.run.runner.checkpoint, "save", save_then_stop)
     assert cli(*tune_args(tmp_path, cache)).code == 130
     interrupted = trials_of(tmp_path / "results")
     assert {interrupted[(loss, 1)][0] for loss in ("kd", "fitnet")} == {"RUNNING"}
     assert not (tmp_path / "results" / "synthetic" / "tuned.toml").exists()
-    monkeypatch.setattr(bench.runner.checkpoint, "save", original)
+    monkeypatch.setattr(bench.run.runner.checkpoint, "save", original)
     assert cli(*tune_args(tmp_path, cache)).code == 0
     assert trials_of(tmp_path / "results") == trials_of(searched / "results")
 

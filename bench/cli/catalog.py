@@ -6,7 +6,7 @@ import typer
 from rich.table import Table
 
 from bench.cli.app import app, console
-from bench.config import dataset_recipe, pair_catalog
+from bench.recipes.resolve import dataset_recipe, pair_catalog
 from bench.data import DATASETS
 
 datasets_app = typer.Typer(help="The datasets distillbench can load.", no_args_is_help=True)

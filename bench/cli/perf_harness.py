@@ -51,12 +51,12 @@ def perf_harness(
     import pandas as pd
     from rich.table import Table
 
-    from bench.cohort import Acceleration
+    from bench.training.cohort import Acceleration
     from bench.environment import device_name, resolve_device, versions
-    from bench.models import check_model_name
+    from bench.models.network import check_model_name
     from bench.perf.harness import DEFAULT_LOSSES, HarnessSetup, profile_cohort_step, run_harness_benchmark
     from bench.perf.ot import device_slug
-    from bench.results import atomic_write_text
+    from bench.store.results import atomic_write_text
     from losses import LOSSES
     from registry import ConfigError, parse_names
 

@@ -13,10 +13,10 @@ import torch
 import typer
 
 from bench.cli.app import app, invocation
-from bench.reproduce import (
+from bench.run.reproduce import (
     ENVIRONMENT, StoredRun, changed_settings, compare, computed_numbers, differing, find_run, rerun_arguments,
 )
-from bench.results import ResultsStore
+from bench.store.results import ResultsStore
 from registry import ConfigError
 
 

@@ -10,10 +10,10 @@ from typing import Annotated, Optional
 import typer
 
 from bench.cli.app import app, console, invocation
-from bench.cohort import Acceleration
+from bench.training.cohort import Acceleration
 from bench.data.stream import Loading
 from bench.environment import resolve_device
-from bench.runner import RunRequest, execute, plan_run
+from bench.run.runner import RunRequest, execute, plan_run
 from bench.training.distributed import join_world
 from bench.training.launch import relaunch_under_torchrun
 from bench.training.tracking import Tracking, require_wandb, resolve_wandb_project

@@ -17,7 +17,7 @@ from bench.sweep.status import sweep_status
 from bench.sweep.submit import SlurmOptions, make_executor, read_slurm_config, submit
 from bench.sweep.tune import submit_workers, tune_argv
 from bench.training.tracking import require_wandb, resolve_wandb_project
-from bench.wording import plural
+from bench.console.wording import plural
 from registry import ConfigError
 
 SLURM = "Job size (both launchers) and SLURM placement (also from --slurm-config)"

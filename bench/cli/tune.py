@@ -10,10 +10,10 @@ import typer
 
 from bench.cli.app import app, invocation
 from bench.cli.run import DEFAULT_CACHE
-from bench.cohort import Acceleration
+from bench.training.cohort import Acceleration
 from bench.environment import resolve_device
-from bench.progress import Reporter
-from bench.runner import RunRequest
+from bench.console.progress import Reporter
+from bench.run.runner import RunRequest
 from bench.tune.search import TuneRequest, plan_search, run_search
 
 

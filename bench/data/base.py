@@ -5,7 +5,7 @@ Small datasets (CIFAR, SVHN, Fashion-MNIST) are held whole as uint8 tensors (``I
 they can live on the training device and be augmented with batched tensor ops. Datasets too large
 for memory (ImageNet) are ordinary torch ``Dataset``s whose items are ``(float image in [0, 1],
 label)`` with their augmentation already inside. Normalisation is never done here: each model
-normalises with its own mean/std (see ``bench.models``).
+normalises with its own mean/std (see ``bench.models.network``).
 """
 
 from __future__ import annotations

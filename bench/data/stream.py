@@ -3,7 +3,7 @@
 The order of examples is a pure function of (seed, epoch), so every student of a comparison and
 every resumed run sees the same batches. In-memory splits stay on the device as uint8 and are
 augmented there (``ResidentStream``); other splits go through a ``DataLoader`` (``LoaderStream``).
-Images come out as uint8 or as floats in [0, 1]; models normalise them (``bench.models``).
+Images come out as uint8 or as floats in [0, 1]; models normalise them (``bench.models.network``).
 A resident training stream can add a second, strongly augmented view of each batch
 (``epoch(..., strong_view=True)``, ``bench.data.views``): MLKD's recipe, ``bench run --strong-view``.
 """
@@ -120,7 +120,7 @@ class LoaderStream:
         return batches_per_epoch(self.num_examples, self.batch_size, self.train)
 
     def epoch(self, epoch: int, strong_view: bool = False) -> Iterator[BatchTriple]:
-        if strong_view:  # refused in the plan (bench.runner); said here too for direct callers
+        if strong_view:  # refused in the plan (bench.run.runner); said here too for direct callers
             raise ConfigError("a strong view needs the resident data path (an in-memory dataset, --data-path resident)")
         order = epoch_order(self.num_examples, self.seed, epoch) if self.train else torch.arange(self.num_examples)
         batches = [batch[self.shard.part(len(batch))].tolist() for batch in order.split(self.batch_size)

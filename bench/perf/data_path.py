@@ -15,13 +15,13 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-from bench.cohort import Acceleration, cohort_step
+from bench.training.cohort import Acceleration, cohort_step
 from bench.data.stream import DATA_PATHS, Loading, make_stream
 from bench.perf.harness import (
     ROUNDS, WARM_UP, HarnessSetup, _info, cohort_under_test, fed, seconds_per_step, synthetic_split,
 )
 from bench.report.plots import save
-from bench.streams import StudentStreams
+from bench.training.streams import StudentStreams
 
 def run_data_path_benchmark(setup: HarnessSetup, device: torch.device, accel: Acceleration, workers: int) -> pd.DataFrame:
     """One row per (data path, what was timed): ms per step and images/s; the fastest of ``ROUNDS`` epochs."""

@@ -133,7 +133,7 @@ def run_steps(steps: list[Step], deadline_s: float, logs: Path, suffix: str) -> 
 
 def harness_flags(device_type: str, tiny: bool) -> tuple[list[str], dict[str, str]]:
     """The wanted ``--ablate`` flags the harness accepts here, and why each other one is skipped."""
-    from bench.cli.perf_harness import FLAGS
+    from bench.cli.perf_harness import FLAGS  # up a layer: the flags are the harness command's own options
 
     skipped = {flag: f"not offered by `bench perf harness --ablate` (it accepts {', '.join(FLAGS)})"
                for flag in WANTED_FLAGS if flag not in FLAGS}
@@ -177,12 +177,12 @@ def plan(sizes: Sizes, device: str, out: Path, tiny: bool, flags: list[str], slu
 
 def run_own_step(name: str, device: str, sizes: Sizes, out: Path) -> list[Path]:
     """One of this module's measurements, in this process; returns the files it wrote."""
-    from bench.cohort import Acceleration
+    from bench.training.cohort import Acceleration
     from bench.environment import device_name, resolve_device, versions
     from bench.perf import data_path, projection
     from bench.perf.harness import HarnessSetup
     from bench.perf.ot import device_slug
-    from bench.results import atomic_write_text
+    from bench.store.results import atomic_write_text
     from losses import LOSSES
     from registry import parse_names
 
@@ -275,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from bench.environment import device_name, resolve_device
     from bench.perf.ot import device_slug
-    from bench.results import atomic_write_text
+    from bench.store.results import atomic_write_text
     from registry import ConfigError
 
     sizes = _tiny_sizes() if args.tiny else _gpu_sizes()

@@ -26,12 +26,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from bench.cohort import Acceleration, Student, cohort_step, new_student, teacher_outputs
-from bench.config import TrainSettings, resolve_loss
+from bench.training.cohort import Acceleration, Student, cohort_step, new_student, teacher_outputs
+from bench.recipes.resolve import TrainSettings, resolve_loss
 from bench.data.base import DatasetInfo, ImageTensors
 from bench.data.stream import ResidentStream
-from bench.models import create_network, probe_shapes
-from bench.streams import StudentStreams
+from bench.models.network import create_network, probe_shapes
+from bench.training.streams import StudentStreams
 from bench.training.fuse import fused
 from losses import LOSSES, LossContext
 from losses.base import MODEL_NEEDS, ModelShapes, Need

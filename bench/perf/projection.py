@@ -17,12 +17,12 @@ from dataclasses import asdict, dataclass, replace
 import pandas as pd
 import torch
 
-from bench.cohort import Acceleration, cohort_step, evaluate
+from bench.training.cohort import Acceleration, cohort_step, evaluate
 from bench.data.stream import ResidentStream
 from bench.perf.harness import (
     ROUNDS, WARM_UP, HarnessSetup, _info, cohort_under_test, fed, seconds_per_step, synthetic_split,
 )
-from bench.streams import StudentStreams
+from bench.training.streams import StudentStreams
 
 # The CRD protocol on CIFAR-100 (bench/recipes/datasets/cifar100.toml) and the CRD table's size
 TRAIN_IMAGES, TEST_IMAGES, EPOCHS, EVAL_BATCH = 50_000, 10_000, 240, 256

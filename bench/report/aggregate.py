@@ -44,7 +44,7 @@ def leaderboard(runs: pd.DataFrame, losses: list[str] | None = None,
     """Per recipe: seeds, mean/std of selected and last top-1, rank and per-seed ranks, paired Δ and verdicts, cost.
 
     ``n_seeds`` counts the runs that finished; diverged runs are counted in ``n_diverged`` and kept
-    out of every mean and test, and so are collapsed runs (``n_collapsed``, bench.collapse) unless
+    out of every mean and test, and so are collapsed runs (``n_collapsed``, bench.store.collapse) unless
     ``include_collapsed``. The std is the sample std (ddof=1), so a single seed has none (NaN),
     never 0. ``losses`` picks the rows shown; every loss of a comparison still feeds its tests and
     corrections, so a filter never changes a verdict. ``paired_sd_<b>`` / ``seeds_needed_<b>`` (low,

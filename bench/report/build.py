@@ -24,7 +24,7 @@ from bench.report.protocols import resampled_comparisons
 from bench.report.reference import published
 from bench.report.runs import collapsed_apart, select_runs
 from bench.report.stats import CORRECTIONS, friedman_over_pairs
-from bench.results import atomic_write_text
+from bench.store.results import atomic_write_text
 from registry import ConfigError
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 from bench.report.keys import COMPARISON
 from bench.report.protocols import ProtocolComparison, agreement_summary
 from bench.report.stats import ALPHA, BETTER, CORRECTIONS, EFFECT, MIN_WILCOXON, POWER, SAME, WORSE, Friedman, study_size
-from bench.wording import plural
+from bench.console.wording import plural
 
 MISSING = "–"
 MARKS = {BETTER: "▲", WORSE: "▼", SAME: "n.s."}
@@ -222,9 +222,9 @@ def friedman_note(result: Friedman) -> str:
 
 
 def protocol_note(comparison: ProtocolComparison) -> str:
-    """Whether two protocols rank the losses of a pair alike, with the figure that shows it."""
+    """Whether two protocols, or tuned and untuned settings, rank the losses of a pair alike, with the figure."""
     first, second = comparison.names
-    return (f"Protocols · {comparison.pair}, {first} vs {second}: {agreement_summary(comparison)} "
+    return (f"{comparison.kind} · {comparison.pair}, {first} vs {second}: {agreement_summary(comparison)} "
             f"Ranks against each other: plots/{protocol_figure_stem(comparison)}.png.")
 
 

@@ -1,10 +1,14 @@
-"""Does a cheap protocol rank losses as a long one does? One protocol's ranking against another's.
+"""Does a cheap protocol rank losses as a long one does, and how much of a ranking were the settings?
 
 For each pair trained under both protocols: the losses both have, each protocol's mean selected top-1
 per loss and Kendall's τ between the two rankings with its bootstrap interval over losses, beside
 each protocol's agreement with itself. A loss enters with the same settings under both protocols.
 ``bench report --compare-protocols`` prints these; ``bench report`` draws them when there are
 enough losses for an interval.
+
+The same measure compares a budget's ``bench run --tuned`` rows with its untuned ones
+(``tuning_comparisons``): there each loss enters with its tuned settings on one side and its
+recipe's on the other, so τ says how far the ranking was the settings rather than the losses.
 """
 
 from __future__ import annotations
@@ -28,20 +32,32 @@ class ProtocolComparison:
     agreement: Agreement | None  # None: fewer than 3 losses under both
     strong_view: tuple[bool, bool] = (False, False)  # each side trained on a second, strongly augmented view
     teachers: tuple[str, str] = ("", "")  # each side's teacher set, where its protocol has several for the pair
+    tuned: tuple[str, str] = ("", "")  # each side's search ("" for the recipe's settings), where the sides differ in it
+    validation: tuple[str, str] = ("", "")  # each side's validation split, where the sides differ in it
+
+    @property
+    def kind(self) -> str:
+        """What the two sides differ in: "Tuning" (settings) or "Protocols" (budget)."""
+        return "Tuning" if any(self.tuned) else "Protocols"
 
     @property
     def names(self) -> tuple[str, str]:
         """How each side reads: "fast (1 ep)", "converged (1 ep, strong view)", "fast (1 ep, teachers 878b15a)"."""
-        return tuple(f"{protocol} ({epochs} ep{', strong view' if strong else ''}"
-                     f"{f', teachers {teachers}' if teachers else ''})"
-                     for protocol, epochs, strong, teachers in zip(self.protocols, self.epochs, self.strong_view,
-                                                                   self.teachers))
+        return tuple(f"{protocol} ({epochs} ep{extra})" for protocol, epochs, extra in
+                     zip(self.protocols, self.epochs, self._extras))
 
     @property
     def sides(self) -> tuple[str, str]:
         """Each side as a file name part: "fast", "converged, strong view", "fast, teachers 878b15a"."""
-        return tuple(protocol + (", strong view" if strong else "") + (f", teachers {teachers}" if teachers else "")
-                     for protocol, strong, teachers in zip(self.protocols, self.strong_view, self.teachers))
+        return tuple(protocol + extra for protocol, extra in zip(self.protocols, self._extras))
+
+    @property
+    def _extras(self) -> tuple[str, str]:
+        """What else sets each side apart: ", strong view", ", teachers 878b15a", ", tuned 1f2e3d4", ", validation 6000"."""
+        tuned = [f", tuned {search[:7]}" if search else ", untuned" for search in self.tuned] if any(self.tuned) else ["", ""]
+        return tuple((", strong view" if strong else "") + (f", teachers {teachers}" if teachers else "") + search
+                     + (f", {split}" if split else "")
+                     for strong, teachers, search, split in zip(self.strong_view, self.teachers, tuned, self.validation))
 
     @property
     def ranks(self) -> tuple[pd.Series, pd.Series]:
@@ -65,11 +81,40 @@ def protocol_comparisons(dataset: str, runs: pd.DataFrame, first: str, second: s
     return found
 
 
+def tuning_comparisons(dataset: str, runs: pd.DataFrame) -> list[ProtocolComparison]:
+    """Each budget's tuned runs against its untuned ones (same pair, protocol and teachers).
+
+    Untuned runs with the tuned runs' validation split are preferred; where the budget has none, its
+    untuned runs of another split stand in, and both sides name their split.
+    """
+    finished = runs[~runs["diverged"]]
+    alike = [key for key in COMPARISON if key not in ("tuned", "val_size")]
+    found = []
+    for _, own in finished.groupby(alike, dropna=False, sort=False):
+        untuned = own[own["tuned"] == ""]
+        for search, tuned in own[own["tuned"] != ""].groupby("tuned", sort=False):
+            split = tuned["val_size"].iloc[0]
+            same = untuned[untuned["val_size"] == split]
+            for _, baseline in (same if len(same) else untuned).groupby("val_size", dropna=False, sort=False):
+                compared = _compared(dataset, own["pair"].iloc[0], *same_settings(baseline, tuned))
+                differ = not len(same)
+                found.append(replace(compared, tuned=("", search),
+                                     validation=tuple(map(_split_name, (baseline, tuned))) if differ else ("", "")))
+    return found
+
+
+def _split_name(runs: pd.DataFrame) -> str:
+    size = runs["val_size"].iloc[0]
+    return f"validation {int(size)}" if pd.notna(size) and size else "no validation split"
+
+
 def resampled_comparisons(dataset: str, runs: pd.DataFrame) -> list[ProtocolComparison]:
-    """Each two protocols of a pair whose rankings can be compared (≥ 3 shared losses) with each one's
-    agreement with itself beside it (≥ 2 seeds under each): what the report draws."""
+    """Each two protocols of a pair, and each tuned budget against its untuned one, whose rankings can be
+    compared (≥ 3 shared losses) with each side's agreement with itself beside it (≥ 2 seeds under each):
+    what the report draws."""
     protocols = sorted(runs["protocol"].unique())
     found = [c for first, second in combinations(protocols, 2) for c in protocol_comparisons(dataset, runs, first, second)]
+    found += tuning_comparisons(dataset, runs)
     return [c for c in found if c.agreement is not None and min(c.agreement.seeds) >= 2]
 
 

@@ -19,11 +19,11 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from bench.collapse import collapse_reason_of_older_row
-from bench.aside import set_aside
-from bench.notices import warn
-from bench.results import read_runs
-from bench.wording import plural
+from bench.store.collapse import collapse_reason_of_older_row
+from bench.store.aside import set_aside
+from bench.console.notices import warn
+from bench.store.results import read_runs
+from bench.console.wording import plural
 from registry import ConfigError
 
 RUNS_FILE = "runs.csv"
@@ -73,7 +73,9 @@ def with_teachers(runs: pd.DataFrame) -> pd.DataFrame:
 
     ``teacher_id`` is the fingerprint of the teacher's weights the row records; a row from before the
     fingerprint has only what it recorded to go on, so its identity is derived from the teacher's name,
-    the device and the teacher's top-1 and top-5 ("derived:…"). ``teachers`` groups the teacher ids
+    the device and the teacher's top-1 and top-5 ("derived:…"), unless newer rows record one fingerprint,
+    and only one, for that same identity: then the older rows take it (the teacher, retrained bit for bit
+    from its cache key, was fingerprinted later). ``teachers`` groups the teacher ids
     that recipes use together across their seeds (connected through the recipes, each seed having
     its own teacher where the teacher is trained per seed): two recipes share it when they were trained
     against the same teachers, and the comparison key splits a group trained against two teacher sets.
@@ -82,7 +84,10 @@ def with_teachers(runs: pd.DataFrame) -> pd.DataFrame:
     recorded = runs["teacher_fingerprint"] if "teacher_fingerprint" in runs else pd.Series(pd.NA, index=runs.index)
     derived = ("derived:" + runs["teacher"] + "@" + runs["device"].astype(str) + ":"
                + runs["teacher_top1"].map("{:.2f}".format) + "/" + runs["teacher_top5"].map("{:.2f}".format))
-    runs["teacher_id"] = recorded.where(recorded.notna() & recorded.astype(str).str.strip().ne(""), derived)
+    fingerprinted = recorded.notna() & recorded.astype(str).str.strip().ne("")
+    fingerprints = pd.Series(recorded[fingerprinted].to_numpy(), index=derived[fingerprinted].to_numpy())
+    found = {identity: prints[0] for identity, prints in fingerprints.groupby(level=0).unique().items() if len(prints) == 1}
+    runs["teacher_id"] = recorded.where(fingerprinted, derived.map(lambda identity: found.get(identity, identity)))
     teachers, ids = pd.factorize(runs["teacher_id"])
     recipes, hashes = pd.factorize(runs["recipe_hash"])
     size = len(ids) + len(hashes)  # one graph: teacher ids and recipes are its nodes, each run an edge

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from bench.results import atomic_write_text
+from bench.store.results import atomic_write_text
 from bench.sweep.plan import Cohort
 from registry import ConfigError
 

@@ -1,6 +1,6 @@
 """A sweep's grid -> cohorts, one per dataset x pair x seed, each with the runs still to train.
 
-What is finished is decided by ``bench run``'s own planner (``bench.runner.plan_run``): the same run
+What is finished is decided by ``bench run``'s own planner (``bench.run.runner.plan_run``): the same run
 ids, the same results store, so a sweep skips exactly what ``bench run`` would skip.
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.config import dataset_recipe, pair_catalog
-from bench.runner import RunRequest, plan_run
+from bench.recipes.resolve import dataset_recipe, pair_catalog
+from bench.run.runner import RunRequest, plan_run
 from bench.training.distributed import World
 from registry import ConfigError
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import submitit
 from submitit.core.utils import JobPaths, pickle_load
 
-from bench.results import ResultsStore
+from bench.store.results import ResultsStore
 from bench.sweep.jobs import JobBook, JobEntry
 
 # SLURM job states (sacct) of a job that has not ended

@@ -101,7 +101,7 @@ class CohortJob(submitit.helpers.Checkpointable):
     def __call__(self) -> int:
         if submitit.JobEnvironment().num_tasks > 1:  # one process per GPU: torchrun's variables, from SLURM's
             submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
-        from bench.cli import main  # the CLI imports every command; only the job needs it
+        from bench.cli import main  # up a layer: the job runs the command line itself (late: it imports every command)
 
         return main(self.argv)
 

@@ -13,9 +13,9 @@ from typing import Sequence
 
 import torch
 
-from bench.cohort import Acceleration, Student, shared_inputs, visible
+from bench.training.cohort import Acceleration, Student, shared_inputs, visible
 from bench.data.stream import LoaderStream, ResidentStream
-from bench.models import Network
+from bench.models.network import Network
 from losses.base import MODEL_NEEDS, Outputs
 from losses.contract import LossContractError, finite_problem, gradient_problem, named_tensors
 

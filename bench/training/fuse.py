@@ -40,12 +40,12 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
-from bench.models import Network
+from bench.models.network import Network
 from losses.base import MODEL_NEEDS, DistillLoss, Need, Outputs, optimized
 from registry import ConfigError
 
 if TYPE_CHECKING:
-    from bench.cohort import Acceleration, Student
+    from bench.training.cohort import Acceleration, Student
 
 
 class _Extraction(nn.Module):

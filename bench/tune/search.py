@@ -22,13 +22,13 @@ import optuna
 from filelock import FileLock, Timeout
 from sqlalchemy.engine import make_url
 
-from bench.collapse import collapse_reason
-from bench.config import content_hash, parse_overrides
-from bench.progress import Reporter
-from bench.results import ResultsStore
-from bench.runner import RunRequest, execute, plan_run
+from bench.store.collapse import collapse_reason
+from bench.recipes.resolve import content_hash, parse_overrides
+from bench.console.progress import Reporter
+from bench.store.results import ResultsStore
+from bench.run.runner import RunRequest, execute, plan_run
 from bench.seeding import derive_seed
-from bench.tune.overlay import overlay_path, write_overlay
+from bench.store.overlay import overlay_path, write_overlay
 from bench.tune.space import Dimension, initial_values, search_space
 from bench.tune.storage import check_storage, open_storage, storage_url, tuning_directory
 from registry import ConfigError
@@ -40,7 +40,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 def objective(row: Mapping[str, Any], num_classes: int) -> tuple[float, str]:
     """A finished trial's score and status: its validation top-1, or WORST for a run that diverged or collapsed.
-    Collapse is judged on the validation split (its last epoch within bench.collapse's margin of chance), so the
+    Collapse is judged on the validation split (its last epoch within bench.store.collapse's margin of chance), so the
     test split plays no part in a choice."""
     if str(row["diverged"]) == "True":
         return WORST, "diverged"

@@ -1,6 +1,6 @@
 """A loss's search space: the settings ``bench tune`` varies, as Optuna distributions.
 
-Checked against each setting's type and valid range (``bench.settings``) before any trial runs, and
+Checked against each setting's type and valid range (``bench.recipes.settings``) before any trial runs, and
 required to hold the recipe's value, which is always trial 0.
 """
 
@@ -11,8 +11,8 @@ from typing import Any, Mapping
 
 from optuna.distributions import BaseDistribution, FloatDistribution, IntDistribution
 
-from bench.config import LossSpec, declared_type, hyperparameters
-from bench.settings import declaration, declarations, parse_declaration
+from bench.recipes.resolve import LossSpec, declared_type, hyperparameters
+from bench.recipes.settings import declaration, declarations, parse_declaration
 from losses import LOSSES
 from registry import ConfigError
 

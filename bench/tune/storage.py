@@ -15,7 +15,7 @@ from filelock import FileLock
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from bench.results import check_writable_directory
+from bench.store.results import check_writable_directory
 from registry import ConfigError
 
 SCHEMES = ("sqlite", "postgresql", "mysql")

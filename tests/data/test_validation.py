@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from bench.config import RunSpec
+from bench.recipes.resolve import RunSpec
 from bench.data.base import DatasetInfo, ImageTensors, LoadedDataset
 from bench.data.stream import make_stream
 from bench.data.validation import carve_validation, stratified_indices
-from bench.runner import RunRequest, execute, plan_run, validation_columns
+from bench.run.runner import RunRequest, execute, plan_run, validation_columns
 from helpers import read_runs
 from registry import ConfigError
 

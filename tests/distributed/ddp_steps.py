@@ -16,12 +16,12 @@ import torch
 
 torch.set_default_dtype(torch.float64)  # before any module is built: networks, heads and banks in float64
 
-from bench.cohort import Acceleration, cohort_step, new_student  # noqa: E402
-from bench.config import dataset_recipe, resolve_loss, resolve_pair, resolve_train  # noqa: E402
+from bench.training.cohort import Acceleration, cohort_step, new_student  # noqa: E402
+from bench.recipes.resolve import dataset_recipe, resolve_loss, resolve_pair, resolve_train  # noqa: E402
 from bench.data import DataRequest, load_dataset  # noqa: E402
 from bench.data.stream import Loading, make_stream  # noqa: E402
-from bench.models import create_network, probe_shapes  # noqa: E402
-from bench.streams import StudentStreams  # noqa: E402
+from bench.models.network import create_network, probe_shapes  # noqa: E402
+from bench.training.streams import StudentStreams  # noqa: E402
 from bench.training.distributed import World, join_world, sync_batchnorm  # noqa: E402
 from losses import LOSSES, LossContext  # noqa: E402
 from losses.base import MODEL_NEEDS  # noqa: E402

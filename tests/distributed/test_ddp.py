@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import bench.runner
+import bench.run.runner
 from bench.data import DataRequest, load_dataset
 from bench.data.stream import Loading, Shard, make_stream
 from bench.training.distributed import World
@@ -119,7 +119,7 @@ def test_two_processes_train_and_record_each_run_once(one_process, tmp_path):
 def test_a_run_resumes_on_two_processes(one_process, tmp_path, cli, monkeypatch):
     """Epoch 1 on one process, interrupted; epoch 2 on two processes: the uninterrupted result."""
     cache = with_teacher_of(one_process / "cache", tmp_path / "cache")
-    save, saved = bench.runner.checkpoint.save, []
+    save, saved = bench.run.runner.checkpoint.save, []
 
     def save_then_interrupt(state, path):
         save(state, path)
@@ -127,7 +127,7 @@ def test_a_run_resumes_on_two_processes(one_process, tmp_path, cli, monkeypatch)
         if len(saved) == len(LOSSES.split(",")):
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(bench.runner.checkpoint, "save", save_then_interrupt)
+    monkeypatch.setattr(bench.run.runner.checkpoint, "save", save_then_interrupt)
     args = synthetic_run(tmp_path, cache, "--losses", LOSSES)
     assert cli(*args).code == 130
     done = torchrun(*args)

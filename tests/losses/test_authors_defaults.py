@@ -2,7 +2,7 @@
 
 import pytest
 
-from bench.config import Pair, dataset_recipe, pair_loss_settings, resolve_loss
+from bench.recipes.resolve import Pair, dataset_recipe, pair_loss_settings, resolve_loss
 
 
 def resolved(loss: str, pair: str | None = None, dataset: str = "cifar100"):

@@ -7,10 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.cohort import Acceleration, new_student
-from bench.config import TrainSettings, resolve_loss
+from bench.training.cohort import Acceleration, new_student
+from bench.recipes.resolve import TrainSettings, resolve_loss
 from bench.data.base import DatasetInfo
-from bench.models import create_network, probe_shapes
+from bench.models.network import create_network, probe_shapes
 from losses import LOSSES, LossContext, ModelShapes, Outputs
 from registry import ConfigError
 
@@ -180,7 +180,7 @@ def test_a_resumed_dot_student_continues_exactly():
     torch.save(first.state_dict(), buffer)
     buffer.seek(0)
     resumed = student("dot")
-    resumed.load_state_dict(torch.load(buffer, weights_only=True))  # as bench.checkpoint reads it
+    resumed.load_state_dict(torch.load(buffer, weights_only=True))  # as bench.store.checkpoint reads it
     train(resumed, 2, start=2)
     for a, b in zip(resumed.network.parameters(), uninterrupted.network.parameters()):
         assert torch.equal(a, b)

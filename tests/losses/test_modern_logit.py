@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.config import resolve_loss
+from bench.recipes.resolve import resolve_loss
 from losses import LOSSES, ModelShapes
 from losses.standardization import standardized, zscore
 from registry import ConfigError

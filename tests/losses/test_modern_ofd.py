@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import bench.zoo  # noqa: F401  (registers the CIFAR models)
+import bench.models.zoo  # noqa: F401  (registers the CIFAR models)
 from bench.data.base import DatasetInfo
-from bench.models import create_network, probe_shapes
+from bench.models.network import create_network, probe_shapes
 from helpers import read_runs, synthetic_run
 from losses import LOSSES, ModelShapes, Need, Outputs
 from losses.ofd import bn_margin, partial_l2
@@ -182,7 +182,7 @@ def test_a_model_without_pre_activation_features_is_a_config_error(context):
 # -- the CIFAR zoo's pre-activation features ----------------------------------------------------
 def passed_on(body: nn.Module, i: int, preact: torch.Tensor) -> torch.Tensor:
     """What the network does with a pre-activation tap: a ReLU, or nothing (MobileNetV2's linear bottleneck)."""
-    return preact if isinstance(body, bench.zoo.mobilenetv2_cifar.MobileNetV2Cifar) else F.relu(preact)
+    return preact if isinstance(body, bench.models.zoo.mobilenetv2_cifar.MobileNetV2Cifar) else F.relu(preact)
 
 
 @pytest.mark.parametrize("train", [False, True], ids=["eval", "train"])

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from bench.cohort import Acceleration, evaluate
+from bench.training.cohort import Acceleration, evaluate
 from bench.data.base import DataRequest, load_dataset
-from bench.models import create_network, probe_shapes
+from bench.models.network import create_network, probe_shapes
 from helpers import FixedStream, read_runs, synthetic_run
 from losses import LOSSES, DistillLoss, LossContext, ModelShapes, Need, Outputs
 from losses.base import defines_evaluation

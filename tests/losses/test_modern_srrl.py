@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from bench.config import dataset_recipe, resolve_loss
+from bench.recipes.resolve import dataset_recipe, resolve_loss
 from losses import LOSSES, ModelShapes, Need
 from registry import ConfigError
 
@@ -114,7 +114,7 @@ def test_the_feature_map_is_the_map_the_embedding_pools(model):
     """SRRL's connector input: the authors' ``fea`` (before the avgpool), also after a head conv or a final BN-ReLU
     (MobileNetV2, WRN, timm's EfficientNet), where the last stage is another map."""
     from bench.data.synthetic import INFO
-    from bench.models import create_network, probe_shapes
+    from bench.models.network import create_network, probe_shapes
 
     network = create_network(model, INFO)[0].eval()
     shapes = probe_shapes(network, INFO, torch.device("cpu"))

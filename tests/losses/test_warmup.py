@@ -5,7 +5,7 @@ CIFAR-100 schedule (ReviewKD's ``min(1, epoch / 20)`` with epochs from 0; mdisti
 import pytest
 import torch
 
-from bench.config import dataset_recipe, resolve_loss
+from bench.recipes.resolve import dataset_recipe, resolve_loss
 from losses import LOSSES, Batch, LossContext, ModelShapes, Outputs
 from losses.base import total
 from losses.warmup import warmup_factor
@@ -80,8 +80,8 @@ def test_a_warm_up_outside_the_run_is_a_config_error(warmup):
 
 def test_the_training_step_tells_the_loss_where_it_is_in_the_run():
     """A cohort student hands its loss the epoch, the run's epochs, the step and the steps per epoch."""
-    from bench.cohort import Acceleration, new_student
-    from bench.config import TrainSettings
+    from bench.training.cohort import Acceleration, new_student
+    from bench.recipes.resolve import TrainSettings
 
     seen = []
 

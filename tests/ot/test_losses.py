@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from losses import LOSSES, Batch, LossContext, ModelShapes, Need, Outputs, Preparation, total
-from bench.config import dataset_recipe, pair_loss_settings, resolve_loss, resolve_pair
+from bench.recipes.resolve import dataset_recipe, pair_loss_settings, resolve_loss, resolve_pair
 from losses.ot.class_cost import class_similarity, collect_class_samples
 from losses.ot.functional import gaussian_w2_terms
 from losses.ot.wkd import cosine_decay

@@ -8,7 +8,7 @@ import math
 import pandas as pd
 import pytest
 
-from bench.results import COLUMNS
+from bench.store.results import COLUMNS
 
 
 def make_run(loss: str, seed: int, best: float, last: float | None = None, *, pair: str = "resnet32x4-resnet8x4",

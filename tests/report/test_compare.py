@@ -165,3 +165,20 @@ def test_a_strong_view_budget_of_a_protocol_gets_its_own_ranking_figure(run_row,
     notes = (results / "toy" / "leaderboard.md").read_text()
     assert "fast (1 ep) vs standard (3 ep, strong view): Kendall's τ" in notes
     assert "| standard, 3 ep, strong view |" in notes
+
+
+def test_tuned_runs_are_ranked_against_the_untuned_ones_of_their_budget(run_row, write_runs):
+    """Untuned kd > at > vanilla, tuned at > kd > vanilla: one discordant pair of three, τ = +1/3."""
+    untuned = {"vanilla": 70.0, "at": 71.0, "kd": 72.0}
+    tuned = {"vanilla": 70.0, "at": 73.0, "kd": 72.0}
+    rows = [run_row(loss, seed, best + seed) for loss, best in untuned.items() for seed in (0, 1)]
+    rows += [run_row(loss, seed, best + seed, tuned="1f2e3d4c5b6a", val_size=6000, val_top1=best + seed,
+                     selected_epoch=2, selected_top1=best + seed, selected_top5=best + seed + 20,
+                     recipe_hash=f"{loss}-tuned", run_id=f"{loss}-tuned-{seed}")
+             for loss, best in tuned.items() for seed in (0, 1)]
+    results = write_runs(rows)
+    build_report(results, console=False)
+    notes = (results / "toy" / "leaderboard.md").read_text()
+    assert ("Tuning · resnet32x4-resnet8x4, standard (3 ep, untuned, no validation split) vs "
+            "standard (3 ep, tuned 1f2e3d4, validation 6000): Kendall's τ = +0.33 over 3 losses") in notes
+    assert len(list((results / "toy" / "plots").glob("*_untuned*_vs_*_tuned*1f2e3d4*_ranks.png"))) == 1

@@ -19,7 +19,7 @@ from bench.report.aggregate import leaderboard
 from bench.report.display import cells, labelled, summary_lines
 from bench.report.protocols import protocol_comparisons
 from bench.report.runs import load_runs
-from bench.teacher import weights_fingerprint
+from bench.training.teacher import weights_fingerprint
 
 VANILLA = [70.0, 71.0, 72.0]
 # eight losses with small, steady gains over vanilla: each alone is significant, Holm over all eight is not
@@ -104,6 +104,18 @@ def test_a_recorded_fingerprint_decides_over_name_and_accuracy(run_row, write_ru
     rows += [run_row("kd", seed, best + 2, teacher_fingerprint="bbbb") for seed, best in enumerate(VANILLA)]
     table = board(rows, write_runs)
     assert table["teachers"].nunique() == 2 and table["delta_vanilla"].isna().all()
+
+
+def test_an_older_row_takes_the_one_fingerprint_recorded_for_its_teacher(run_row, write_runs):
+    """Rows from before the fingerprint pair with newer rows of the same teacher (name, device, top-1/5)."""
+    rows = [run_row("vanilla", seed, best) for seed, best in enumerate(VANILLA)]
+    rows += [run_row("kd", seed, best + 2, teacher_fingerprint="aaaa") for seed, best in enumerate(VANILLA)]
+    table = board(rows, write_runs)
+    assert table["teachers"].nunique() == 1 and table.loc["kd", "delta_vanilla"] == pytest.approx(2.0)
+    rows += [run_row("at", seed, best + 1, teacher_fingerprint="bbbb") for seed, best in enumerate(VANILLA)]
+    table = board(rows, write_runs)  # two fingerprints for one older identity: which it was is unknown
+    assert table.loc["kd", "teachers"] != table.loc["vanilla", "teachers"] != table.loc["at", "teachers"]
+    assert table["delta_vanilla"].drop("vanilla").isna().all()
 
 
 def test_the_fingerprint_is_of_the_weights():

@@ -12,7 +12,7 @@ import pytest
 import submitit
 from submitit.core.utils import DelayedSubmission
 
-import bench.runner
+import bench.run.runner
 from bench.sweep.jobs import JobBook, JobEntry
 from bench.sweep.plan import Cohort, Grid, RunOptions, plan_sweep
 from bench.sweep.submit import CohortJob
@@ -87,7 +87,7 @@ def test_a_preempted_cohort_is_requeued_and_resumes_from_its_epoch_checkpoints(t
                 RunOptions(device="cpu", cache_dir=tmp_path / "cache"))
     [cohort], _ = plan_sweep(grid)
     executor = submitit.DebugExecutor(tmp_path / "logs")
-    save, saved = bench.runner.checkpoint.save, []
+    save, saved = bench.run.runner.checkpoint.save, []
 
     def save_counted(state, path, stop_after=None):
         save(state, path)
@@ -96,7 +96,7 @@ def test_a_preempted_cohort_is_requeued_and_resumes_from_its_epoch_checkpoints(t
             if len(saved) == stop_after:
                 raise KeyboardInterrupt  # the job is stopped, as by SLURM's preemption or time limit
 
-    monkeypatch.setattr(bench.runner.checkpoint, "save", lambda s, p: save_counted(s, p, stop_after=2))
+    monkeypatch.setattr(bench.run.runner.checkpoint, "save", lambda s, p: save_counted(s, p, stop_after=2))
     job = CohortJob(cohort.run_argv(grid))
     assert executor.submit(job).result() == 130
     assert saved == [1, 1] and not (grid.results_dir / "synthetic" / "runs.csv").exists()
@@ -104,7 +104,7 @@ def test_a_preempted_cohort_is_requeued_and_resumes_from_its_epoch_checkpoints(t
     requeued = job.checkpoint()  # what submitit calls on USR2 before it requeues the job
     assert isinstance(requeued, DelayedSubmission) and requeued.function.argv == cohort.run_argv(grid)
     saved.clear()
-    monkeypatch.setattr(bench.runner.checkpoint, "save", save_counted)
+    monkeypatch.setattr(bench.run.runner.checkpoint, "save", save_counted)
     assert executor.submit(requeued.function, *requeued.args, **requeued.kwargs).result() == 0
     assert saved == [2, 2]  # epoch 2 of each run, nothing retrained
     runs = read_runs(grid.results_dir)

@@ -1,6 +1,6 @@
-"""Every model of ``bench.zoo`` against its reference size and against timm's model surface.
+"""Every model of ``bench.models.zoo`` against its reference size and against timm's model surface.
 
-The tests are parametrised over the models ``bench.zoo`` registers, so a new variant is covered as
+The tests are parametrised over the models ``bench.models.zoo`` registers, so a new variant is covered as
 soon as it is registered (and fails until its reference parameter count is added below). The
 network is disabled for the whole module: creating a model must never download anything.
 """
@@ -16,9 +16,9 @@ import torch
 from timm.data import resolve_model_data_config
 from timm.models import model_entrypoint
 
-import bench.zoo
-from bench.zoo import list_zoo_models
-from bench.zoo._base import CIFAR100_MEAN, CIFAR100_STD, register_model
+import bench.models.zoo
+from bench.models.zoo import list_zoo_models
+from bench.models.zoo._base import CIFAR100_MEAN, CIFAR100_STD, register_model
 
 MODELS = list_zoo_models()
 SIZE = 32
@@ -103,16 +103,16 @@ def images(batch: int = 2, chans: int = 3) -> torch.Tensor:
 
 
 def test_every_model_is_registered_documented_and_counted():
-    assert MODELS, 'bench.zoo registered no model'
+    assert MODELS, 'bench.models.zoo registered no model'
     assert sorted(MODELS) == sorted(REFERENCE_PARAMS), 'REFERENCE_PARAMS must list exactly the registered models'
-    undocumented = [name for name in MODELS if name not in bench.zoo.__doc__]
-    assert not undocumented, f'bench.zoo docstring does not list {undocumented}'
+    undocumented = [name for name in MODELS if name not in bench.models.zoo.__doc__]
+    assert not undocumented, f'bench.models.zoo docstring does not list {undocumented}'
 
 
 @pytest.mark.parametrize('name', MODELS)
 def test_name_is_ours_not_a_timm_model(name):
     """A zoo name resolves to the zoo's entrypoint; the registration guard makes a clash fail at import."""
-    assert model_entrypoint(name).__module__.startswith('bench.zoo.')
+    assert model_entrypoint(name).__module__.startswith('bench.models.zoo.')
 
 
 def test_registering_a_timm_name_is_refused():

@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 from timm.models import generate_default_cfgs
 
-from bench.zoo._base import CifarNet, Stage, build_cifar_model, cifar_cfg, conv_bn, register_model
+from bench.models.zoo._base import CifarNet, Stage, build_cifar_model, cifar_cfg, conv_bn, register_model
 
 __all__ = ['MobileNetV2Cifar', 'InvertedResidual']
 

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 import tomli_w
 from filelock import FileLock
 
-from bench.results import atomic_write_text
+from bench.store.results import atomic_write_text
 from registry import ConfigError
 
 OVERLAY = "tuned.toml"

@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from bench.environment import LIBRARIES
-from bench.results import read_runs
+from bench.store.results import read_runs
 from bench.training.launch import without_option
 from losses import LOSSES
 from registry import ConfigError

@@ -24,10 +24,10 @@ from typing import Callable, Iterator, Optional
 import torch
 from filelock import Timeout
 
-from bench import checkpoint
-from bench.collapse import collapse_reason
-from bench.cohort import Acceleration, Student, new_student, train_cohort
-from bench.config import (
+from bench.store import checkpoint
+from bench.store.collapse import collapse_reason
+from bench.training.cohort import Acceleration, Student, new_student, train_cohort
+from bench.recipes.resolve import (
     STANDARD_PROTOCOL, RunSpec, dataset_recipe, loss_schedule, pair_loss_settings, parse_overrides,
     resolve_loss, resolve_pair, resolve_train, resolve_validation,
 )
@@ -36,16 +36,16 @@ from bench.data.base import ImageTensors
 from bench.data.stream import LoaderStream, Loading, ResidentStream, batches_per_epoch
 from bench.data.validation import carve_validation, training_subset
 from bench.environment import device_name, resolve_device, versions
-from bench.models import PREACT_MODELS, check_model_name, create_network, gives_preact, probe_shapes
-from bench.progress import Reporter
-from bench.results import ResultsStore, check_writable_directory
+from bench.models.network import PREACT_MODELS, check_model_name, create_network, gives_preact, probe_shapes
+from bench.console.progress import Reporter
+from bench.store.results import ResultsStore, check_writable_directory
 from bench.seeding import derive_seed, generator
-from bench.teacher import Teacher, TeacherPlan, obtain_teacher, plan_teacher
+from bench.training.teacher import Teacher, TeacherPlan, obtain_teacher, plan_teacher
 from bench.training.distributed import World, sync_batchnorm
 from bench.training.first_batch import refuse_broken_losses
 from bench.training.tracking import Tracking
-from bench.tune.overlay import overlay_path, read_overlay, tuned_settings
-from bench.wording import plural
+from bench.store.overlay import overlay_path, read_overlay, tuned_settings
+from bench.console.wording import plural
 from losses import LOSSES, LossContext, Preparation
 from losses.base import Need
 from registry import ConfigError, parse_names

@@ -6,7 +6,7 @@
 features come from the CIFAR zoo's ``forward_preact_intermediates`` (in the same pass as the stage
 features); other models give none, and asking them is a ``ConfigError``.
 
-Small inputs. Models registered by ``bench.zoo`` (the CIFAR architectures) are designed for 32 px
+Small inputs. Models registered by ``bench.models.zoo`` (the CIFAR architectures) are designed for 32 px
 and run unchanged. An ImageNet-designed timm model given images smaller than 64 px has its first
 stride-2 stem convolution set to stride 1 and its stem max-pool removed (``adapt_stem``), so a
 28 px image is not reduced to a single pixel before the last stage; any other model runs
@@ -21,7 +21,7 @@ import timm
 import torch
 from torch import Tensor, nn
 
-import bench.zoo  # noqa: F401  (registers the CIFAR architectures in timm)
+import bench.models.zoo  # noqa: F401  (registers the CIFAR architectures in timm)
 from bench.data.base import DatasetInfo
 from losses.base import Need, ModelShapes, Outputs
 from registry import ConfigError

@@ -22,7 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.models import generate_default_cfgs
 
-from bench.zoo._base import CifarNet, Stage, build_cifar_model, cifar_cfg, register_model
+from bench.models.zoo._base import CifarNet, Stage, build_cifar_model, cifar_cfg, register_model
 
 __all__ = ['CifarVGG']
 

@@ -28,13 +28,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from bench.config import TrainSettings
+from bench.recipes.resolve import TrainSettings
 from bench.data.stream import LoaderStream, ResidentStream
-from bench.models import Network
-from bench.progress import Reporter
+from bench.models.network import Network
+from bench.console.progress import Reporter
 from bench.seeding import generator
-from bench.streams import StudentStreams
-from bench.timing import SectionTimer
+from bench.training.streams import StudentStreams
+from bench.training.timing import SectionTimer
 from bench.training.distributed import World
 from bench.training.fuse import FusedStudents, fused
 from bench.training.schedule import Schedule
@@ -63,7 +63,7 @@ class Acceleration:
     amp: bool = False  # bf16 autocast of the models (OT math stays fp32 inside the losses)
     channels_last: bool = False
     compile: bool = False  # torch.compile of every network's extract (students and teacher)
-    streams: bool = False  # each student's step on its own CUDA stream (bench.streams)
+    streams: bool = False  # each student's step on its own CUDA stream (bench.training.streams)
     fuse: bool = False  # same-architecture students' networks as one stacked computation (bench.training.fuse)
 
     @classmethod

@@ -94,7 +94,7 @@ def parse_declaration(table: Any, where: str, default_valid: Interval = EVERYTHI
 @cache
 def declarations() -> dict[str, dict[str, Declaration]]:
     """loss -> setting -> Declaration, from ``bench/recipes/settings.toml`` (weights default to HARNESS)."""
-    from bench.config import RECIPES, load_toml
+    from bench.recipes.resolve import RECIPES, load_toml
 
     table = load_toml(RECIPES / SETTINGS_FILE)
     return {loss: {key: parse_declaration(entry, f"{SETTINGS_FILE} {loss}.{key}", HARNESS.get(key, EVERYTHING))

@@ -13,15 +13,15 @@ from pathlib import Path
 
 import torch
 
-from bench import checkpoint
-from bench.cohort import Acceleration, evaluate, new_student, train_cohort
-from bench.config import Pair, TrainSettings, content_hash
+from bench.store import checkpoint
+from bench.training.cohort import Acceleration, evaluate, new_student, train_cohort
+from bench.recipes.resolve import Pair, TrainSettings, content_hash
 from bench.data.base import LoadedDataset
 from bench.data.stream import Loading, batches_per_epoch, make_stream
-from bench.models import Network, create_network, probe_shapes
-from bench.progress import Reporter
+from bench.models.network import Network, create_network, probe_shapes
+from bench.console.progress import Reporter
 from bench.seeding import derive_seed
-from bench.wording import plural
+from bench.console.wording import plural
 from losses.base import LossContext
 from losses.vanilla import Vanilla
 from registry import ConfigError

@@ -1,9 +1,9 @@
 """CIFAR architectures of the CRD / RepDistiller CIFAR-100 benchmark, registered in timm's registry.
 
-Importing ``bench.zoo`` registers them; from then on they are ordinary timm models::
+Importing ``bench.models.zoo`` registers them; from then on they are ordinary timm models::
 
     import timm
-    import bench.zoo  # noqa: F401  (registers the models)
+    import bench.models.zoo  # noqa: F401  (registers the models)
 
     model = timm.create_model("resnet8x4", num_classes=100)
 
@@ -31,11 +31,11 @@ from __future__ import annotations
 
 from timm.models import list_models, model_entrypoint
 
-from bench.zoo import cifar_resnet, cifar_vgg, mobilenetv2_cifar, shufflenet_cifar, wrn  # noqa: F401  (registers)
+from bench.models.zoo import cifar_resnet, cifar_vgg, mobilenetv2_cifar, shufflenet_cifar, wrn  # noqa: F401  (registers)
 
 
 def list_zoo_models(filter: str = '') -> list[str]:
-    """Names of the models registered by ``bench.zoo`` (timm ``fnmatch`` filter), in timm's natural order."""
+    """Names of the models registered by ``bench.models.zoo`` (timm ``fnmatch`` filter), in timm's natural order."""
     return [name for name in list_models(filter) if model_entrypoint(name).__module__.startswith(f'{__name__}.')]
 
 

@@ -26,9 +26,9 @@ from typing import Any, Mapping
 import pandas as pd
 from filelock import FileLock
 
-from bench.aside import copy_aside
-from bench.notices import warn
-from bench.wording import plural
+from bench.store.aside import copy_aside
+from bench.console.notices import warn
+from bench.console.wording import plural
 from registry import ConfigError
 
 COLUMNS = [
@@ -43,7 +43,7 @@ COLUMNS = [
 # Empty in the rows of a file written before the column existed (and kept empty when rewritten).
 # The validation columns (bench.data.validation) are also empty in the rows of runs without a validation split.
 VALIDATION = {"val_size", "val_curve", "selected_epoch", "val_top1", "selected_top1", "selected_top5"}
-# bench.collapse: a row from before has no prediction share and is classified on read (bench.report.runs).
+# bench.store.collapse: a row from before has no prediction share and is classified on read (bench.report.runs).
 COLLAPSE = {"top_class_share", "collapsed", "collapse_reason"}
 # tuned: the bench tune search whose settings a run applied (bench run --tuned); empty for a recipe's settings.
 ADDED_LATER = {"teacher_seed", "strong_view", "tuned", "clip_grad", "numpy_version", "pot_version", "python_version",
@@ -212,7 +212,7 @@ class ResultsStore:
         """Store the config, then the row: a row never exists without the config that made it.
 
         Returns False, writing nothing, when the run is recorded already. Damaged rows are not
-        written back; the file that held them is kept under a dated name of its own (``bench.aside``).
+        written back; the file that held them is kept under a dated name of its own (``bench.store.aside``).
         """
         missing = set(COLUMNS) - set(row)
         if missing:

@@ -24,8 +24,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
-from bench.settings import check_in_range
-from bench.training.schedule import SCHEDULES
+from bench.recipes.settings import check_in_range
+from bench.training.schedule import SCHEDULES  # up a layer: a recipe may name only a schedule training has
 from losses import LOSSES
 from registry import ConfigError
 
@@ -247,7 +247,7 @@ def resolve_loss(name: str, recipe: Mapping[str, Any], overrides: Mapping[str, A
     (:func:`pair_loss_settings`) <- CLI ``--set name.key=value``.
 
     Keys ``weight`` and ``ce_weight`` set the loss weights; every other key is a hyperparameter,
-    checked against the loss's constructor and its valid range (``bench.settings``). A plugin loss without a recipe uses its own defaults
+    checked against the loss's constructor and its valid range (``bench.recipes.settings``). A plugin loss without a recipe uses its own defaults
     and weights 1.0 / 1.0.
     """
     entry = LOSSES.entry(name)

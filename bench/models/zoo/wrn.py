@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 from timm.models import generate_default_cfgs
 
-from bench.zoo._base import CifarNet, Stage, batch_norm_again, build_cifar_model, cifar_cfg, register_model
+from bench.models.zoo._base import CifarNet, Stage, batch_norm_again, build_cifar_model, cifar_cfg, register_model
 
 __all__ = ['WideResNet', 'PreActBlock']
 

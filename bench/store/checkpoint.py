@@ -13,8 +13,8 @@ from typing import Callable
 import torch
 from filelock import FileLock
 
-from bench.aside import move_aside
-from bench.notices import warn
+from bench.store.aside import move_aside
+from bench.console.notices import warn
 from registry import ConfigError
 
 # What torch.load raises on a truncated or garbage file, and load_state_dict on a state that does not fit.

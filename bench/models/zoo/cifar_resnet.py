@@ -26,7 +26,7 @@ import torch.nn as nn
 
 from timm.models import generate_default_cfgs
 
-from bench.zoo._base import CifarNet, Stage, build_cifar_model, cifar_cfg, conv_bn, last_block_preact, register_model
+from bench.models.zoo._base import CifarNet, Stage, build_cifar_model, cifar_cfg, conv_bn, last_block_preact, register_model
 
 __all__ = ['CifarResNet', 'BasicBlock', 'Bottleneck']
 
