@@ -74,8 +74,8 @@ def with_teachers(runs: pd.DataFrame) -> pd.DataFrame:
     ``teacher_id`` is the fingerprint of the teacher's weights the row records; a row from before the
     fingerprint has only what it recorded to go on, so its identity is derived from the teacher's name,
     the device and the teacher's top-1 and top-5 ("derived:…"), unless newer rows record one fingerprint,
-    and only one, for that same identity: then the older rows take it (the teacher, retrained bit for bit
-    from its cache key, was fingerprinted later). ``teachers`` groups the teacher ids
+    and only one, for that same identity: then the older rows take it (the same teacher as far as the rows
+    can tell, fingerprinted since). ``teachers`` groups the teacher ids
     that recipes use together across their seeds (connected through the recipes, each seed having
     its own teacher where the teacher is trained per seed): two recipes share it when they were trained
     against the same teachers, and the comparison key splits a group trained against two teacher sets.
