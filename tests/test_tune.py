@@ -179,3 +179,34 @@ def test_run_tuned_without_an_overlay_is_one_line(cli, tmp_path):
                  "--cache-dir", tmp_path / "cache", "--device", "cpu")
     assert result.code == 2 and "tuned.toml does not exist" in result.err
     assert not (tmp_path / "results").exists()
+
+
+def searched_corners() -> list[tuple[str, str, float]]:
+    """(loss, setting, bound) for both ends of every setting settings.toml searches, on Fashion-MNIST's recipe."""
+    from bench.recipes.resolve import dataset_recipe, resolve_loss
+    from bench.recipes.settings import declarations
+    from bench.tune.space import search_space
+
+    recipe = dataset_recipe("fashion-mnist")
+    corners = []
+    for name in sorted(declarations()):
+        space = search_space(resolve_loss(name, recipe, {}), {})
+        corners += [(name, key, bound) for key, dim in space.items() if key not in ("weight", "ce_weight")
+                    for bound in (dim.low, dim.high)]
+    return corners
+
+
+@pytest.mark.parametrize("name, key, bound", searched_corners())
+def test_every_corner_of_a_search_space_builds_the_loss_and_its_optimiser(name, key, bound):
+    """A trial draws anywhere in its space: each end must give a loss, and a trainer, the loss accepts
+    (dot's delta once reached past 1 - momentum, and the search stopped on its second round)."""
+    from bench.conformance import SAME, models, subject, world_for
+    from bench.recipes.resolve import dataset_recipe
+
+    train = dataset_recipe("fashion-mnist")["train"]
+    subj = subject(name, {key: bound})
+    m = models(world_for(subj, SAME))
+    loss = subj.cls(m.ctx, **subj.params)
+    params = [p for p in [*m.student.parameters(), *loss.parameters()] if p.requires_grad]
+    loss.build_optimizer(params, lr=train["lr"], momentum=train["momentum"], weight_decay=train["weight_decay"],
+                         nesterov=train.get("nesterov", False))
