@@ -210,3 +210,24 @@ def test_every_corner_of_a_search_space_builds_the_loss_and_its_optimiser(name, 
     params = [p for p in [*m.student.parameters(), *loss.parameters()] if p.requires_grad]
     loss.build_optimizer(params, lr=train["lr"], momentum=train["momentum"], weight_decay=train["weight_decay"],
                          nesterov=train.get("nesterov", False))
+
+
+def weight_searches() -> list[str]:
+    """Every loss whose weight settings.toml searches, on Fashion-MNIST's recipe."""
+    from bench.recipes.resolve import dataset_recipe, resolve_loss
+    from bench.recipes.settings import declarations
+    from bench.tune.space import search_space
+
+    recipe = dataset_recipe("fashion-mnist")
+    return [name for name in sorted(declarations()) if "weight" in search_space(resolve_loss(name, recipe, {}), {})]
+
+
+@pytest.mark.parametrize("name", weight_searches())
+def test_a_searched_weight_multiplies_a_term_that_trains(name):
+    """A weight scales the loss's term; where that term is zero after ``prepare`` (AB, FSP), every trial of
+    the weight trains the same student and the search spends its budget on copies of trial 0."""
+    from bench.conformance import SAME, build, step_inputs, subject, value
+
+    loss, m = build(subject(name), SAME)
+    term = value(loss, *step_inputs(m, 0))
+    assert term.requires_grad and float(term.detach().abs()) > 0
