@@ -32,13 +32,13 @@ class ProtocolComparison:
     agreement: Agreement | None  # None: fewer than 3 losses under both
     strong_view: tuple[bool, bool] = (False, False)  # each side trained on a second, strongly augmented view
     teachers: tuple[str, str] = ("", "")  # each side's teacher set, where its protocol has several for the pair
-    tuned: tuple[str, str] = ("", "")  # each side's search ("" for the recipe's settings), where the sides differ in it
+    tuned: tuple[str, str] = ("", "")  # each side's search ("" for the recipe's settings)
     validation: tuple[str, str] = ("", "")  # each side's validation split, where the sides differ in it
 
     @property
     def kind(self) -> str:
         """What the two sides differ in: "Tuning" (settings) or "Protocols" (budget)."""
-        return "Tuning" if any(self.tuned) else "Protocols"
+        return "Tuning" if self.tuned[0] != self.tuned[1] else "Protocols"
 
     @property
     def names(self) -> tuple[str, str]:
@@ -66,7 +66,11 @@ class ProtocolComparison:
 
 
 def protocol_comparisons(dataset: str, runs: pd.DataFrame, first: str, second: str) -> list[ProtocolComparison]:
-    """Every comparison of ``first`` against ``second`` in one dataset's runs, per pair and budget."""
+    """Every comparison of ``first`` against ``second`` in one dataset's runs, per pair and budget.
+
+    Both sides have the same settings source (the recipes', or one search's), so τ speaks of the
+    protocols alone; where their validation splits differ, both sides name theirs.
+    """
     finished = runs[~runs["diverged"]]
     found = []
     for pair, own in finished.groupby("pair", sort=False):
@@ -75,9 +79,14 @@ def protocol_comparisons(dataset: str, runs: pd.DataFrame, first: str, second: s
         several = [own.loc[own["protocol"] == protocol, "teachers"].nunique() > 1 for protocol in (first, second)]
         for _, runs_a in budgets[0]:
             for _, runs_b in budgets[1]:
+                search = runs_a["tuned"].iloc[0]
+                if runs_b["tuned"].iloc[0] != search:
+                    continue
                 compared = _compared(dataset, pair, *same_settings(runs_a, runs_b))
                 teachers = tuple(runs["teachers"].iloc[0] if named else "" for runs, named in zip((runs_a, runs_b), several))
-                found.append(replace(compared, teachers=teachers))
+                splits = tuple(map(_split_name, (runs_a, runs_b)))
+                found.append(replace(compared, teachers=teachers, tuned=(search, search),
+                                     validation=splits if len(set(splits)) > 1 else ("", "")))
     return found
 
 

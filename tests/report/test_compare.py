@@ -182,3 +182,32 @@ def test_tuned_runs_are_ranked_against_the_untuned_ones_of_their_budget(run_row,
     assert ("Tuning · resnet32x4-resnet8x4, standard (3 ep, untuned, no validation split) vs "
             "standard (3 ep, tuned 1f2e3d4, validation 6000): Kendall's τ = +0.33 over 3 losses") in notes
     assert len(list((results / "toy" / "plots").glob("*_untuned*_vs_*_tuned*1f2e3d4*_ranks.png"))) == 1
+
+
+def test_protocols_compare_budgets_of_one_settings_source_and_each_figure_has_its_own_name(run_row, write_runs):
+    """An untuned and a tuned board of one protocol on a validation split of 6000, an untuned board of it
+    without the split, and a cheaper protocol without it: fast is compared with the two untuned boards,
+    each side naming its split where they differ, never with the tuned one; the tuned board with the
+    untuned one of its split. No two figures share a file (two once did, and the report stopped while
+    moving them into place)."""
+    losses = ("vanilla", "at", "kd")
+    rows = [run_row(loss, seed, 60.0 + i + seed, protocol="fast", epochs=1)
+            for i, loss in enumerate(losses) for seed in (0, 1)]
+    rows += [run_row(loss, seed, 70.0 + i + seed) for i, loss in enumerate(losses) for seed in (0, 1)]
+    for search, best in (("", lambda i: 70.0 + i), ("1f2e3d4c5b6a", lambda i: 72.0 - i)):
+        rows += [run_row(loss, seed, best(i) + seed, tuned=search, val_size=6000, val_top1=best(i) + seed,
+                         selected_epoch=2, selected_top1=best(i) + seed, selected_top5=95.0,
+                         recipe_hash=f"{loss}-{search}", run_id=f"{loss}-{search}-6000-{seed}")
+                 for i, loss in enumerate(losses) for seed in (0, 1)]
+    results = write_runs(rows)
+    build_report(results, console=False)
+    notes = [line for line in (results / "toy" / "leaderboard.md").read_text().splitlines() if "Kendall's τ" in line]
+    assert [line.split(": Kendall's τ = ")[0] + " " + line.split(": Kendall's τ = ")[1][:5] for line in notes] == [
+        "Protocols · resnet32x4-resnet8x4, fast (1 ep) vs standard (3 ep) +1.00",
+        "Protocols · resnet32x4-resnet8x4, fast (1 ep, no validation split) vs standard (3 ep, validation 6000) +1.00",
+        "Tuning · resnet32x4-resnet8x4, standard (3 ep, untuned) vs standard (3 ep, tuned 1f2e3d4) -1.00",
+    ]
+    figures = sorted(p.name for p in (results / "toy" / "plots").glob("*_ranks.png"))
+    assert figures == ["resnet32x4-resnet8x4_fast_novalidationsplit_vs_standard_validation6000_ranks.png",
+                       "resnet32x4-resnet8x4_fast_vs_standard_ranks.png",
+                       "resnet32x4-resnet8x4_standard_untuned_vs_standard_tuned1f2e3d4_ranks.png"]
