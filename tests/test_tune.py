@@ -181,19 +181,20 @@ def test_run_tuned_without_an_overlay_is_one_line(cli, tmp_path):
     assert not (tmp_path / "results").exists()
 
 
-def searched_corners() -> list[tuple[str, str, float]]:
-    """(loss, setting, bound) for both ends of every setting settings.toml searches, on Fashion-MNIST's recipe."""
+def searched_spaces() -> dict[str, dict]:
+    """Each loss's search space as settings.toml declares it, on Fashion-MNIST's recipe."""
     from bench.recipes.resolve import dataset_recipe, resolve_loss
     from bench.recipes.settings import declarations
     from bench.tune.space import search_space
 
     recipe = dataset_recipe("fashion-mnist")
-    corners = []
-    for name in sorted(declarations()):
-        space = search_space(resolve_loss(name, recipe, {}), {})
-        corners += [(name, key, bound) for key, dim in space.items() if key not in ("weight", "ce_weight")
-                    for bound in (dim.low, dim.high)]
-    return corners
+    return {name: search_space(resolve_loss(name, recipe, {}), {}) for name in sorted(declarations())}
+
+
+def searched_corners() -> list[tuple[str, str, float]]:
+    """(loss, setting, bound) for both ends of every searched setting but the weights."""
+    return [(name, key, bound) for name, space in searched_spaces().items() for key, dim in space.items()
+            if key not in ("weight", "ce_weight") for bound in (dim.low, dim.high)]
 
 
 @pytest.mark.parametrize("name, key, bound", searched_corners())
@@ -212,17 +213,7 @@ def test_every_corner_of_a_search_space_builds_the_loss_and_its_optimiser(name, 
                          nesterov=train.get("nesterov", False))
 
 
-def weight_searches() -> list[str]:
-    """Every loss whose weight settings.toml searches, on Fashion-MNIST's recipe."""
-    from bench.recipes.resolve import dataset_recipe, resolve_loss
-    from bench.recipes.settings import declarations
-    from bench.tune.space import search_space
-
-    recipe = dataset_recipe("fashion-mnist")
-    return [name for name in sorted(declarations()) if "weight" in search_space(resolve_loss(name, recipe, {}), {})]
-
-
-@pytest.mark.parametrize("name", weight_searches())
+@pytest.mark.parametrize("name", [name for name, space in searched_spaces().items() if "weight" in space])
 def test_a_searched_weight_multiplies_a_term_that_trains(name):
     """A weight scales the loss's term; where that term is zero after ``prepare`` (AB, FSP), every trial of
     the weight trains the same student and the search spends its budget on copies of trial 0."""

@@ -84,9 +84,8 @@ def protocol_comparisons(dataset: str, runs: pd.DataFrame, first: str, second: s
                     continue
                 compared = _compared(dataset, pair, *same_settings(runs_a, runs_b))
                 teachers = tuple(runs["teachers"].iloc[0] if named else "" for runs, named in zip((runs_a, runs_b), several))
-                splits = tuple(map(_split_name, (runs_a, runs_b)))
                 found.append(replace(compared, teachers=teachers, tuned=(search, search),
-                                     validation=splits if len(set(splits)) > 1 else ("", "")))
+                                     validation=_splits_where_they_differ(runs_a, runs_b)))
     return found
 
 
@@ -106,10 +105,15 @@ def tuning_comparisons(dataset: str, runs: pd.DataFrame) -> list[ProtocolCompari
             same = untuned[untuned["val_size"] == split]
             for _, baseline in (same if len(same) else untuned).groupby("val_size", dropna=False, sort=False):
                 compared = _compared(dataset, own["pair"].iloc[0], *same_settings(baseline, tuned))
-                differ = not len(same)
                 found.append(replace(compared, tuned=("", search),
-                                     validation=tuple(map(_split_name, (baseline, tuned))) if differ else ("", "")))
+                                     validation=_splits_where_they_differ(baseline, tuned)))
     return found
+
+
+def _splits_where_they_differ(runs_a: pd.DataFrame, runs_b: pd.DataFrame) -> tuple[str, str]:
+    """Each side's validation split by name where the two differ, else nothing to name."""
+    splits = (_split_name(runs_a), _split_name(runs_b))
+    return splits if splits[0] != splits[1] else ("", "")
 
 
 def _split_name(runs: pd.DataFrame) -> str:
